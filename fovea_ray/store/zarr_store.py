@@ -1,0 +1,434 @@
+"""The activation store: creating, writing chunk by chunk, and reading it back.
+
+One Zarr v3 hierarchy (layout in :mod:`fovea_ray.store.layout`). Reading is plain Zarr
+plus numpy/pandas, and every group also opens in ``xarray.open_zarr(path, group=...)``
+with labelled dimensions. Writing happens one whole chunk at a time: the values of
+every array first, the ``done`` flags last, so a chunk marked done never holds partial
+data, and chunk files (written atomically by Zarr's local store) are never shared
+between two writers.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from fovea_ray.errors import InputError
+from fovea_ray.store import layout as L
+
+
+def _zarr():
+    import zarr
+
+    return zarr
+
+
+def _consolidate(target: Any, path: str | None = None) -> None:
+    """Consolidate metadata so ``xarray.open_zarr`` opens each group without a warning.
+
+    Zarr warns that consolidated metadata is not (yet) in the v3 spec; it is only a
+    read-speed cache here (the truth is in each node's ``zarr.json``).
+    """
+    zarr = _zarr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        zarr.consolidate_metadata(target, path=path)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _as_store_path(path: str | os.PathLike) -> str:
+    text = os.fspath(path)
+    return text if _is_remote(text) else str(Path(text).expanduser())
+
+
+class Store:
+    """A fovea-ray activation store (open it with :func:`open_store`).
+
+    Sample rows are final once ``done`` is true; a sample that failed (unreadable image)
+    is done with a non-empty ``error`` and NaN activations, so the analysable samples
+    are ``done & (error == "")`` (:meth:`good`).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, mode: str = "r",
+                 storage_options: dict | None = None) -> None:
+        zarr = _zarr()
+        self.path = _as_store_path(path)
+        self._mode = mode
+        self._storage_options = storage_options
+        if not _is_remote(self.path) and not Path(self.path).exists():
+            raise InputError(f"{self.path}: no such fovea-ray store (the path does not exist)")
+        try:
+            # Read node metadata from each zarr.json, not the consolidated cache, so a
+            # writer's view of attrs is never stale.
+            self._root = zarr.open_group(self.path, mode=mode, use_consolidated=False,
+                                         storage_options=storage_options)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not a store"
+            raise InputError(f"{self.path}: not a fovea-ray store ({type(exc).__name__}: {exc})") from exc
+        meta = self._root.attrs.get("store")
+        if not isinstance(meta, dict) or meta.get("format") != L.FORMAT:
+            raise InputError(f"{self.path}: not a fovea-ray store (no 'store' attribute "
+                             f"with format {L.FORMAT!r} in its root zarr.json)")
+        if int(meta.get("format_version", -1)) > L.FORMAT_VERSION:
+            raise InputError(f"{self.path}: store format version {meta.get('format_version')} is newer "
+                             f"than this fovea-ray understands ({L.FORMAT_VERSION}); upgrade fovea-ray")
+        self._meta = meta
+        self.plan = L.ChunkPlan(int(meta["n_samples"]), int(meta["chunk_size"]))
+
+    # ------------------------------------------------------------------ layout facts
+    def __repr__(self) -> str:
+        return (f"Store({self.path!r}, n_samples={self.n_samples}, chunk_size={self.chunk_size}, "
+                f"layers={self.layers}, status={self.attrs.get('status')!r})")
+
+    @property
+    def n_samples(self) -> int:
+        """Number of sample rows N."""
+        return self.plan.n_samples
+
+    @property
+    def chunk_size(self) -> int:
+        """Samples per chunk K."""
+        return self.plan.chunk_size
+
+    @property
+    def n_chunks(self) -> int:
+        """Number of chunks along the sample axis."""
+        return self.plan.n_chunks
+
+    @property
+    def layers(self) -> list[str]:
+        """Tapped layers in network depth order."""
+        return list(self._meta["layers"])
+
+    @property
+    def attrs(self) -> dict:
+        """Root attributes: config, versions, weights_checksum, foveation, status, store."""
+        return dict(self._root.attrs.asdict())
+
+    def _layer_values(self, layer: str):
+        if layer not in self._meta["layers"]:
+            raise KeyError(f"{self.path}: no layer {layer!r}; the store holds {self.layers}")
+        return self._root[f"{L.layer_group(layer)}/{L.VALUES}"]
+
+    def stat_names(self, layer: str) -> list[str]:
+        """Statistic names along the last axis of ``activations(layer)``."""
+        return list(self._layer_values(layer).attrs["stat_names"])
+
+    def channels(self, layer: str) -> int:
+        """Number of channels C of ``layer``."""
+        return int(self._layer_values(layer).shape[1])
+
+    @property
+    def control_stat_names(self) -> list[str]:
+        """Statistic names along the last axis of :meth:`controls`."""
+        return list(self._root[f"{L.CONTROLS}/{L.VALUES}"].attrs["stat_names"])
+
+    # ------------------------------------------------------------------ reading
+    def _sample_array(self, name: str) -> np.ndarray:
+        arr = self._root[f"{L.SAMPLES}/{name}"][...]
+        if arr.dtype.kind == "T":  # numpy StringDType from Zarr's variable-length strings
+            arr = arr.astype(object)
+        return np.asarray(arr)
+
+    @property
+    def samples(self) -> pd.DataFrame:
+        """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation_x,
+        fixation_y, eccentricity_deg, anchor_score, done, error, file_name``."""
+        fix = self._sample_array("fixation")
+        df = pd.DataFrame({
+            "sample": self._sample_array("sample"),
+            "image_id": self._sample_array("image_id"),
+            "ann_id": self._sample_array("ann_id"),
+            "category_id": self._sample_array("category_id"),
+            "label": self._sample_array("label"),
+            "fixation_x": fix[:, 0],
+            "fixation_y": fix[:, 1],
+            "eccentricity_deg": self._sample_array("eccentricity_deg"),
+            "anchor_score": self._sample_array("anchor_score"),
+            "done": self._sample_array("done").astype(bool),
+            "error": pd.Series(self._sample_array("error"), dtype=str),
+            "file_name": pd.Series(self._sample_array("file_name"), dtype=str),
+        })
+        return df
+
+    def good(self) -> np.ndarray:
+        """Boolean mask (N,) of samples that are done without error."""
+        done = self._sample_array("done").astype(bool)
+        err = self._sample_array("error")
+        return done & np.array([e == "" for e in err], dtype=bool)
+
+    def activations(self, layer: str, *, stats: Sequence[str] | None = None) -> np.ndarray:
+        """``(N, C, S)`` float32 reductions of ``layer`` (NaN rows: not done or failed).
+
+        ``stats`` selects (and orders) a subset of :meth:`stat_names`.
+        """
+        values = self._layer_values(layer)
+        out = np.asarray(values[...], dtype=np.float32)
+        if stats is not None:
+            names = self.stat_names(layer)
+            missing = [s for s in stats if s not in names]
+            if missing:
+                raise KeyError(f"{self.path}: layer {layer!r} has stats {names}, not {missing}")
+            out = out[:, :, [names.index(s) for s in stats]]
+        return out
+
+    def controls(self) -> np.ndarray:
+        """``(N, 3, S')`` float32 pixel statistics of the model input (per RGB channel)."""
+        return np.asarray(self._root[f"{L.CONTROLS}/{L.VALUES}"][...], dtype=np.float32)
+
+    def chunk_done(self) -> np.ndarray:
+        """``(n_chunks,)`` bool: a chunk is done when every one of its samples is.
+
+        A chunk whose ``done`` object cannot be read counts as not done (it is redone).
+        """
+        arr = self._root[f"{L.SAMPLES}/done"]
+        out = np.zeros(self.n_chunks, dtype=bool)
+        try:
+            done = np.asarray(arr[...], dtype=bool)
+        except Exception:  # noqa: BLE001 - fall back chunk by chunk
+            done = None
+        for i in self.plan:
+            a, b = self.plan.bounds(i)
+            if done is not None:
+                out[i] = bool(done[a:b].all())
+            else:
+                try:
+                    out[i] = bool(np.asarray(arr[a:b], dtype=bool).all())
+                except Exception:  # noqa: BLE001
+                    out[i] = False
+        return out
+
+    def pending_chunks(self) -> list[int]:
+        """Chunk indices not yet marked done."""
+        return [int(i) for i in np.flatnonzero(~self.chunk_done())]
+
+    def to_xarray(self):
+        """All groups as one lazily loaded :class:`xarray.Dataset`.
+
+        Sample arrays keep their names; each layer becomes a variable named after it,
+        with dims ``(sample, "<layer>:channel", "<layer>:stat")`` (layers may differ in C
+        and S), and the pixel controls a variable ``controls`` with dims
+        ``(sample, rgb, "controls:stat")``; the stat dims carry the stat names.
+        """
+        import xarray as xr
+
+        opts = dict(consolidated=None, storage_options=self._storage_options) if _is_remote(self.path) \
+            else dict(consolidated=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds = xr.open_zarr(self.path, group=L.SAMPLES, **opts)
+            parts = [ds]
+            for layer in self.layers:
+                g = xr.open_zarr(self.path, group=L.layer_group(layer), **opts)
+                g = g.rename({L.VALUES: layer, L.DIM_CHANNEL: f"{layer}:channel",
+                              L.DIM_STAT: f"{layer}:stat"})
+                parts.append(g)
+            c = xr.open_zarr(self.path, group=L.CONTROLS, **opts)
+            parts.append(c.rename({L.VALUES: "controls", L.DIM_STAT: "controls:stat"}))
+        out = xr.merge(parts, compat="override", join="exact", combine_attrs="drop")
+        out.attrs = {k: v for k, v in self.attrs.items() if k in ("status", "weights_checksum")}
+        return out
+
+    # ------------------------------------------------------------------ writing
+    def _require_writable(self) -> None:
+        if self._mode == "r":
+            raise PermissionError(f"{self.path}: store opened read-only; use open_store(path, mode='r+')")
+
+    def write_chunk(self, chunk_index: int, *, activations: Mapping[str, np.ndarray],
+                    controls: np.ndarray, anchor_score: np.ndarray, error: Sequence[str]) -> None:
+        """Write every array's rows of chunk ``chunk_index``, then mark its samples done.
+
+        Args:
+            activations: ``{layer: (K, C, S)}`` for every layer of the store (NaN rows for
+                failed samples).
+            controls: ``(K, 3, S')`` pixel statistics.
+            anchor_score: ``(K,)`` detection score of each sample's anchor object (NaN in
+                backbone-only mode or for failed samples).
+            error: ``K`` strings, ``""`` for a good sample, else the reason it failed.
+
+        K is the chunk's length (``chunk_size``, or less for the last chunk). Writes cover
+        whole Zarr chunks only, and ``done`` goes last: an interrupted write leaves the
+        chunk not done, and the rerun rewrites it.
+        """
+        self._require_writable()
+        a, b = self.plan.bounds(int(chunk_index))
+        k = b - a
+        want = set(self.layers)
+        if set(activations) != want:
+            raise ValueError(f"write_chunk: activations for {sorted(activations)}, store has layers {sorted(want)}")
+        checked: dict[str, np.ndarray] = {}
+        for layer in self.layers:
+            arr = np.asarray(activations[layer], dtype=np.float32)
+            expect = (k, self.channels(layer), len(self.stat_names(layer)))
+            if arr.shape != expect:
+                raise ValueError(f"write_chunk: layer {layer!r} chunk {chunk_index} has shape {arr.shape}, expected {expect}")
+            checked[layer] = arr
+        controls = np.asarray(controls, dtype=np.float32)
+        expect = (k, 3, len(self.control_stat_names))
+        if controls.shape != expect:
+            raise ValueError(f"write_chunk: controls of chunk {chunk_index} have shape {controls.shape}, expected {expect}")
+        anchor_score = np.asarray(anchor_score, dtype=np.float32).reshape(-1)
+        if anchor_score.shape != (k,):
+            raise ValueError(f"write_chunk: anchor_score has {anchor_score.shape[0]} values, chunk {chunk_index} has {k} samples")
+        error = [str(e) for e in error]
+        if len(error) != k:
+            raise ValueError(f"write_chunk: {len(error)} error strings, chunk {chunk_index} has {k} samples")
+
+        for layer, arr in checked.items():
+            self._root[f"{L.layer_group(layer)}/{L.VALUES}"][a:b] = arr
+        self._root[f"{L.CONTROLS}/{L.VALUES}"][a:b] = controls
+        self._root[f"{L.SAMPLES}/anchor_score"][a:b] = anchor_score
+        self._root[f"{L.SAMPLES}/error"][a:b] = np.array(error, dtype=np.dtypes.StringDType())
+        # Last: only now is the chunk complete.
+        self._root[f"{L.SAMPLES}/done"][a:b] = np.ones(k, dtype=bool)
+
+    def update_attrs(self, **attrs: Any) -> None:
+        """Merge ``attrs`` into the root attributes (the driver's status updates)."""
+        self._require_writable()
+        self._root.attrs.update(attrs)
+        _consolidate(self._root.store)
+
+
+def _column(samples: pd.DataFrame, name: str, n: int, dtype: str, width: int | None = None,
+            default: Any = None) -> np.ndarray:
+    """One manifest column as an array, ``default`` filled when the column is absent."""
+    if name in samples.columns:
+        col = samples[name].to_numpy()
+        if width is not None:
+            rows = [np.asarray(v, dtype=np.float64).reshape(-1) for v in col]
+            bad = [i for i, r in enumerate(rows) if r.shape != (width,)]
+            if bad:
+                raise InputError(f"samples column {name!r}: row {bad[0]} has {rows[bad[0]].size} values, expected {width}")
+            return np.stack(rows).astype(dtype) if rows else np.zeros((0, width), dtype)
+        return col.astype(dtype) if dtype != "str" else np.array([str(v) for v in col], dtype=np.dtypes.StringDType())
+    if default is None:
+        raise InputError(f"samples table lacks the column {name!r} (columns: {list(samples.columns)})")
+    shape = (n, width) if width else (n,)
+    if dtype == "str":
+        return np.full(shape, default, dtype=np.dtypes.StringDType())
+    return np.full(shape, default, dtype=dtype)
+
+
+def _group(root: Any, path: str) -> Any:
+    """Create ``path`` and its parents (Zarr v3 has no implicit groups)."""
+    g = root
+    for part in path.split("/"):
+        g = g.require_group(part)
+    return g
+
+
+def create_store(path: str | os.PathLike, *, n_samples: int,
+                 layers: Mapping[str, tuple[int, Sequence[str]]], control_stats: Sequence[str],
+                 chunk_size: int, samples: pd.DataFrame, attrs: Mapping[str, Any],
+                 overwrite: bool = False, storage_options: dict | None = None) -> Store:
+    """Create an empty store for ``n_samples`` samples and return it opened for writing.
+
+    Args:
+        path: the ``.zarr`` directory (or an fsspec URL) to create.
+        n_samples: N, the number of manifest rows.
+        layers: ``{layer: (channels, stat names)}`` in network depth order.
+        control_stats: names of the pixel-control statistics S'.
+        chunk_size: K, samples per chunk (the unit of work and of resume).
+        samples: the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
+            ``fixation_x``/``fixation_y`` are accepted in place of ``fixation_xy``).
+        attrs: root attributes (config, versions, weights_checksum, foveation, status).
+        overwrite: replace an existing store at ``path`` (otherwise it is an error).
+    """
+    zarr = _zarr()
+    n = int(n_samples)
+    plan = L.ChunkPlan(n, int(chunk_size))
+    if len(samples) != n:
+        raise InputError(f"samples table has {len(samples)} rows, n_samples is {n}")
+    if not layers:
+        raise ValueError("create_store: at least one layer is required")
+    for name in layers:
+        L.validate_layer_name(name)
+    target = _as_store_path(path)
+    if not overwrite and not _is_remote(target) and Path(target).exists():
+        raise InputError(f"{target}: already exists (open it to resume, or pass overwrite=True)")
+
+    meta = {
+        "format": L.FORMAT,
+        "format_version": L.FORMAT_VERSION,
+        "n_samples": n,
+        "chunk_size": plan.chunk_size,
+        "layers": list(layers),
+        "control_stats": list(control_stats),
+    }
+    root_attrs = {"status": "created", **dict(attrs), "store": meta}
+    root = zarr.open_group(target, mode="w" if overwrite else "w-", attributes=root_attrs,
+                           storage_options=storage_options)
+    K = plan.chunk_size
+
+    # samples/
+    sg = root.create_group(L.SAMPLES)
+    fixation = None
+    if "fixation_xy" not in samples.columns and {"fixation_x", "fixation_y"} <= set(samples.columns):
+        fixation = np.stack([samples["fixation_x"].to_numpy(np.float64),
+                             samples["fixation_y"].to_numpy(np.float64)], axis=1)
+    sources = {
+        "sample": lambda: _column(samples, "sample", n, "int64", default=-1)
+        if "sample" in samples.columns else np.arange(n, dtype=np.int64),
+        "image_id": lambda: _column(samples, "image_id", n, "int64"),
+        "ann_id": lambda: _column(samples, "ann_id", n, "int64"),
+        "category_id": lambda: _column(samples, "category_id", n, "int64"),
+        "label": lambda: _column(samples, "label", n, "int8"),
+        "fixation": lambda: fixation if fixation is not None
+        else _column(samples, "fixation_xy", n, "float64", width=2, default=np.nan),
+        "eccentricity_deg": lambda: _column(samples, "eccentricity_deg", n, "float64", default=np.nan),
+        "window": lambda: _column(samples, "window_xywh", n, "int64", width=4, default=0),
+        "bbox": lambda: _column(samples, "bbox", n, "float64", width=4, default=np.nan),
+        "file_name": lambda: _column(samples, "file_name", n, "str", default=""),
+    }
+    for name, (dtype, trailing, tdims, fill) in L.SAMPLE_ARRAYS.items():
+        arr = sg.create_array(
+            name, shape=(n, *trailing), chunks=(K, *trailing),
+            dtype=str if dtype == "str" else dtype, fill_value=fill,
+            dimension_names=(L.DIM_SAMPLE, *tdims),
+        )
+        if name in sources:
+            arr[...] = sources[name]()
+
+    # activations/<layer>/
+    for name, (channels, stats) in layers.items():
+        g = _group(root, L.layer_group(name))
+        g.create_array(
+            L.VALUES, shape=(n, int(channels), len(stats)), chunks=(K, int(channels), len(stats)),
+            dtype="float32", fill_value=float("nan"),
+            dimension_names=(L.DIM_SAMPLE, L.DIM_CHANNEL, L.DIM_STAT),
+            attributes={"stat_names": list(stats), "module": name, "long_name": f"per-channel reductions of {name}"},
+        )
+        coord = g.create_array(L.DIM_STAT, shape=(len(stats),), dtype=str, dimension_names=(L.DIM_STAT,))
+        coord[...] = np.array(list(stats), dtype=np.dtypes.StringDType())
+        _consolidate(root.store, L.layer_group(name))
+
+    # controls/pixels/
+    cg = _group(root, L.CONTROLS)
+    cg.create_array(
+        L.VALUES, shape=(n, 3, len(control_stats)), chunks=(K, 3, len(control_stats)),
+        dtype="float32", fill_value=float("nan"),
+        dimension_names=(L.DIM_SAMPLE, L.DIM_RGB, L.DIM_STAT),
+        attributes={"stat_names": list(control_stats), "long_name": "pixel statistics of the model input"},
+    )
+    c = cg.create_array(L.DIM_STAT, shape=(len(control_stats),), dtype=str, dimension_names=(L.DIM_STAT,))
+    c[...] = np.array(list(control_stats), dtype=np.dtypes.StringDType())
+    r = cg.create_array(L.DIM_RGB, shape=(3,), dtype=str, dimension_names=(L.DIM_RGB,))
+    r[...] = np.array(["r", "g", "b"], dtype=np.dtypes.StringDType())
+    _consolidate(root.store, L.CONTROLS)
+    _consolidate(root.store, L.SAMPLES)
+    _consolidate(root.store)
+    return Store(target, mode="r+", storage_options=storage_options)
+
+
+def open_store(path: str | os.PathLike, mode: str = "r", *, storage_options: dict | None = None) -> Store:
+    """Open an existing store (``mode="r+"`` to write chunks); InputError if it is not one."""
+    if mode not in ("r", "r+"):
+        raise ValueError(f"open_store: mode must be 'r' or 'r+', got {mode!r}")
+    return Store(path, mode=mode, storage_options=storage_options)
