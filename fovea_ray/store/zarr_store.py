@@ -362,7 +362,9 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
         "layers": list(layers),
         "control_stats": list(control_stats),
     }
-    root_attrs = {"status": "created", **dict(attrs), "store": meta}
+    final_status = dict(attrs).get("status", "created")
+    # "creating" until every array exists: an interrupted creation is recognisable (and redone).
+    root_attrs = {**dict(attrs), "status": "creating", "store": meta}
     root = zarr.open_group(target, mode="w" if overwrite else "w-", attributes=root_attrs,
                            storage_options=storage_options)
     K = plan.chunk_size
@@ -423,8 +425,9 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
     r[...] = np.array(["r", "g", "b"], dtype=np.dtypes.StringDType())
     _consolidate(root.store, L.CONTROLS)
     _consolidate(root.store, L.SAMPLES)
-    _consolidate(root.store)
-    return Store(target, mode="r+", storage_options=storage_options)
+    store = Store(target, mode="r+", storage_options=storage_options)
+    store.update_attrs(status=final_status)  # also consolidates the root
+    return store
 
 
 def open_store(path: str | os.PathLike, mode: str = "r", *, storage_options: dict | None = None) -> Store:
