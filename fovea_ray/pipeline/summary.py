@@ -1,0 +1,67 @@
+"""The end-of-run summary: samples done, skipped, failed (with reasons) and images/s."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+#: Failures listed in full in the printed summary (all are in the store's samples/error).
+MAX_LISTED = 20
+
+
+@dataclass
+class ExtractSummary:
+    """What one ``extract`` call did.
+
+    ``done`` counts samples processed by this run (good and failed), ``skipped`` those
+    already done by an earlier run (resume), ``failed`` those whose image could not be
+    read, decoded or rendered (``failures`` lists ``(sample, file_name, reason)``).
+    """
+
+    store: str
+    n_samples: int
+    n_chunks: int
+    chunks_run: int = 0
+    chunks_skipped: int = 0
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    complete: bool = False
+    device: str = ""
+    actors: int = 0
+
+    @property
+    def good(self) -> int:
+        """Samples of this run with activations."""
+        return self.done - self.failed
+
+    @property
+    def images_per_s(self) -> float:
+        """Samples processed by this run per second of pipeline wall time."""
+        return self.done / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        """JSON-able form (stored in the store's ``last_run`` attribute)."""
+        d = asdict(self)
+        d["failures"] = [list(f) for f in self.failures[:1000]]
+        d["images_per_s"] = self.images_per_s
+        return d
+
+    def format(self) -> str:
+        """The summary printed at the end of ``fovea-ray extract``."""
+        state = "complete" if self.complete else "INCOMPLETE (rerun the same command to finish)"
+        lines = [
+            f"store {self.store}: {state}",
+            f"  samples: {self.n_samples} in {self.n_chunks} chunks; this run: {self.done} done "
+            f"({self.good} good, {self.failed} failed), {self.skipped} skipped (already done)",
+            f"  throughput: {self.images_per_s:.2f} images/s over {self.seconds:.1f} s "
+            f"({self.actors} {self.device} actor{'s' if self.actors != 1 else ''})",
+        ]
+        if self.failures:
+            lines.append(f"  failed samples ({self.failed}; reasons are in samples/error):")
+            for sample, name, reason in self.failures[:MAX_LISTED]:
+                lines.append(f"    sample {sample} {name}: {reason}")
+            if self.failed > MAX_LISTED:
+                lines.append(f"    ... and {self.failed - MAX_LISTED} more")
+        return "\n".join(lines)
