@@ -2,9 +2,61 @@
 
 from __future__ import annotations
 
-from fovea_ray.errors import FoveaRayError
+from typing import List, Optional
+
+import typer
 
 
-def extract() -> None:
-    """run the Ray Data extraction pipeline into a Zarr activation store."""
-    raise FoveaRayError("`fovea-ray extract` is not built yet (issue #5)")
+def _split(values: Optional[List[str]]) -> list[str] | None:
+    """``--layers a,b --layers c`` -> ["a", "b", "c"]; nothing given -> None (the default)."""
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+def extract(
+    manifest: str = typer.Argument(..., help="Manifest parquet written by `fovea-ray prepare` (path or fsspec URL)."),
+    out: str = typer.Option(..., "--out", "-o", help="Store to create, or to resume if it exists (STORE.zarr, path or URL)."),
+    weights: str = typer.Option(
+        "none", "--weights", help="'none' (random weights drawn from --seed), a checkpoint file or training "
+        "output directory, or 'torchvision' (COCO weights, resnet50 only; downloaded)."),
+    arch: str = typer.Option("resnet101", "--arch", help="Backbone: resnet101 (the study's) or resnet50."),
+    layers: Optional[List[str]] = typer.Option(
+        None, "--layers", help="Layers to tap: names or glob patterns, comma-separated or repeated "
+        "(default: backbone.body.layer3.22.bn3 for resnet101, as in the study)."),
+    stats: Optional[List[str]] = typer.Option(
+        None, "--stats", help="Per-channel reductions, comma-separated or repeated (default: mean,median,max)."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
+    chunk_size: int = typer.Option(32, "--chunk-size", min=1, help="Samples per store chunk (unit of work and of resume)."),
+    backbone_only: bool = typer.Option(False, "--backbone-only", help="Run only backbone+FPN (faster; no anchor scores)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of recording it."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random weights (--weights none)."),
+    device: Optional[str] = typer.Option(
+        None, "--device", help="'cuda' or 'cpu' actors (default: GPU actors where the cluster has GPUs)."),
+    num_actors: Optional[int] = typer.Option(
+        None, "--num-actors", min=1, help="Model actors (default: one per GPU; on CPU one per 4 cores)."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Ray Data progress bars."),
+) -> None:
+    """Tap the network on every manifest sample and write the reductions to a Zarr store.
+
+    Read the encoded images (local paths or fsspec URLs such as s3://).
+
+    Decode, foveate, crop and paste onto the canvas, and run Mask R-CNN with taps in an actor pool.
+
+    Write whole store chunks, then mark them done; rerun the same command to resume.
+
+    Unreadable images are recorded in samples/error and listed at the end.
+    """
+    from fovea_ray.pipeline import DEFAULT_STATS
+    from fovea_ray.pipeline import extract as run_extract
+
+    summary = run_extract(
+        manifest, out, weights=weights, arch=arch, layers=_split(layers), stats=_split(stats) or DEFAULT_STATS,
+        address=address, chunk_size=chunk_size, batch_size=batch_size, seed=seed, strict=strict,
+        backbone_only=backbone_only, device=device, num_actors=num_actors, precision=precision, progress=progress,
+    )
+    typer.echo(summary.format())
