@@ -154,6 +154,46 @@ def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int
     return use_gpu, int(num_actors), int(torch_threads)
 
 
+#: Probe results of this process, keyed by everything they depend on: a second run of the
+#: same network (a resume, a refused config, `fovea-ray run`'s steps) skips the model build.
+_PROBES: dict[tuple, dict] = {}
+
+
+def _probe_key(arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool,
+               ppd: float) -> tuple | None:
+    """Cache key for a probe, or None (not cached) for weights that may change under one name."""
+    stamp: tuple = ()
+    if weights not in (None, "torchvision"):
+        if "://" in weights or Path(weights).is_dir():
+            return None  # a remote file or a training directory (its newest checkpoint moves on)
+        st = Path(weights).stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+    return (arch, weights, stamp, tuple(canvas), int(seed), tuple(layers), tuple(stats), bool(backbone_only), float(ppd))
+
+
+def _probe(arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool, ppd: float) -> dict:
+    """:func:`probe_model` in a Ray task (no torch in the driver), cached per process."""
+    import ray
+
+    from fovea_ray.pipeline.probe import probe_model
+
+    key = _probe_key(arch, weights, canvas, seed, layers, stats, backbone_only, ppd)
+    if key is not None and key in _PROBES:
+        return _PROBES[key]
+    try:
+        facts = ray.get(ray.remote(num_cpus=1)(probe_model).remote(
+            arch, weights, canvas, int(seed), list(layers), list(stats), bool(backbone_only), ppd))
+    except Exception as exc:  # noqa: BLE001 - surface the user's error (bad layer, bad weights)
+        cause = _cause(exc)
+        if isinstance(cause, (InputError, FoveaRayError, ValueError, KeyError)):
+            raise InputError(f"could not build the network ({arch}, weights={weights or 'random'}): "
+                             f"{' '.join(str(cause).split())[:600]}") from exc
+        raise
+    if key is not None:
+        _PROBES[key] = facts
+    return facts
+
+
 def _cause(exc: BaseException) -> BaseException:
     """The user's exception inside a Ray task error (so its one-line message reaches the CLI)."""
     seen = exc
@@ -223,7 +263,6 @@ def extract(
 
     from fovea_ray.cluster import connect
     from fovea_ray.pipeline.actor import PRECISIONS, ChunkExtractor, ModelSpec
-    from fovea_ray.pipeline.probe import probe_model
     from fovea_ray.pipeline.read import read_chunk
     from fovea_ray.pipeline.sink import write_chunks
     from fovea_ray.store import ChunkPlan, create_store, diff_configs, open_store
@@ -247,15 +286,7 @@ def extract(
     resolved_precision = ("bf16" if precision == "auto" else precision) if use_gpu else \
         ("fp32" if precision == "auto" else precision)
 
-    try:
-        facts = ray.get(ray.remote(num_cpus=1)(probe_model).remote(
-            arch, weights_arg, canvas, int(seed), list(layers), list(stats), bool(backbone_only), ppd))
-    except Exception as exc:  # noqa: BLE001 - surface the user's error (bad layer, bad weights)
-        cause = _cause(exc)
-        if isinstance(cause, (InputError, FoveaRayError, ValueError, KeyError)):
-            raise InputError(f"could not build the network ({arch}, weights={weights_arg or 'random'}): "
-                             f"{' '.join(str(cause).split())[:600]}") from exc
-        raise
+    facts = _probe(arch, weights_arg, canvas, int(seed), layers, stats, bool(backbone_only), ppd)
 
     config = {
         "manifest_checksum": manifest_checksum(df),
@@ -274,29 +305,23 @@ def extract(
         "precision": resolved_precision,
     }
 
-    store = None
+    store, overwrite = None, False
+    existing = None
     if "://" in out or Path(out).exists():
         try:
             existing = open_store(out, mode="r+", storage_options=storage_options)
         except InputError:
-            if "://" in out:
-                existing = None  # nothing there yet
-            else:
-                raise
-        if existing is not None and existing.attrs.get("status") == "creating":
-            existing = None  # an interrupted creation holds no results: make it again
-            overwrite = True
-        else:
-            overwrite = False
-        if existing is not None:
-            diffs = diff_configs(existing.attrs.get("config", {}), config)
-            if diffs:
-                raise InputError(f"{out}: this store was made with a different configuration, so it cannot be "
-                                 f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
-                                 "to start over.")
-            store = existing
-    else:
-        overwrite = False
+            if "://" not in out:
+                raise  # a local path that is not a store: never overwrite it
+    if existing is not None and existing.attrs.get("status") == "creating":
+        overwrite = True  # an interrupted creation holds no results: make it again
+    elif existing is not None:
+        diffs = diff_configs(existing.attrs.get("config", {}), config)
+        if diffs:
+            raise InputError(f"{out}: this store was made with a different configuration, so it cannot be "
+                             f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
+                             "to start over.")
+        store = existing
     if store is None:
         store = create_store(
             out, n_samples=len(df),
@@ -344,8 +369,16 @@ def extract(
     file_names = df["file_name"].astype(str).to_numpy()
     store.update_attrs(status="running")
     t0 = time.perf_counter()
+    t_first = t_last = None
+    after_first = 0
     try:
         for row in ds.iter_rows():
+            now = time.perf_counter()
+            if t_first is None:
+                t_first = now
+            else:
+                after_first += int(row["n"])
+            t_last = now
             failures = json.loads(row["failures"])
             if not row["written"]:
                 sample, reason = failures[0]
@@ -363,6 +396,10 @@ def extract(
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
+        if t_first is not None:
+            summary.first_chunk_s = t_first - t0
+            if t_last > t_first:
+                summary.steady_images_per_s = after_first / (t_last - t_first)
         summary.failures.sort()
         summary.complete = not store.pending_chunks()
         store.update_attrs(status="complete" if summary.complete else "incomplete", last_run=summary.to_dict())

@@ -30,6 +30,12 @@ class ExtractSummary:
     complete: bool = False
     device: str = ""
     actors: int = 0
+    #: Seconds from the pipeline's start to its first finished chunk (actor start-up, model
+    #: build, the first chunk's work): the fixed cost that a long run amortises.
+    first_chunk_s: float = 0.0
+    #: Samples finished after the first chunk, per second until the last one: the sustained
+    #: rate (what the benchmark compares with the model-only loop).
+    steady_images_per_s: float = 0.0
 
     @property
     def good(self) -> int:
@@ -56,7 +62,8 @@ class ExtractSummary:
             f"  samples: {self.n_samples} in {self.n_chunks} chunks; this run: {self.done} done "
             f"({self.good} good, {self.failed} failed), {self.skipped} skipped (already done)",
             f"  throughput: {self.images_per_s:.2f} images/s over {self.seconds:.1f} s "
-            f"({self.actors} {self.device} actor{'s' if self.actors != 1 else ''})",
+            f"({self.actors} {self.device} actor{'s' if self.actors != 1 else ''}; first chunk after "
+            f"{self.first_chunk_s:.1f} s, then {self.steady_images_per_s:.2f} images/s)",
         ]
         if self.failures:
             lines.append(f"  failed samples ({self.failed}; reasons are in samples/error):")
