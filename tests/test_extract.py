@@ -247,3 +247,58 @@ def test_strict_stops_at_the_first_failure(ray_session, synthetic_coco, tmp_path
     with pytest.raises(InputError, match=r"(corrupt|truncated|empty|missing)\.jpg: .*--strict"):
         extract(df, out, **{**KW, "backbone_only": True, "strict": True})
     assert 0 in open_store(out).pending_chunks()  # the failing chunk is not marked done
+
+
+DRIVER = """
+import sys, pandas as pd
+from fovea_ray.pipeline import extract
+df = pd.read_pickle(sys.argv[1])
+extract(df, sys.argv[2], address=sys.argv[3], **{kw})
+"""
+
+
+@pytest.mark.slow
+def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, synthetic_coco, tmp_path):
+    """SIGKILL the driver part-way; the rerun ends with exactly the uninterrupted run's store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from fovea_ray.pipeline import extract
+
+    kw = {**KW, "chunk_size": 1, "batch_size": 1, "backbone_only": True}
+    df = make_manifest(synthetic_coco, 8)
+    ref = tmp_path / "ref.zarr"
+    extract(df, ref, **kw)
+
+    df.to_pickle(tmp_path / "m.pkl")
+    out = tmp_path / "killed.zarr"
+    address = ray_session.get_runtime_context().gcs_address
+    script = DRIVER.format(kw=repr(kw))
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "m.pkl"), str(out), address],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = 0
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = int((~np.isin(np.arange(8), open_store(out).pending_chunks())).sum())
+            except (InputError, KeyError):
+                done = 0  # not created yet, or still being created
+            if done >= 2:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the driver finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    partial = open_store(out)
+    left = partial.pending_chunks()
+    assert 0 < len(left) < 8 and partial.attrs["status"] == "running"  # killed with no chance to clean up
+    rerun = extract(df, out, **kw)
+    assert rerun.complete and rerun.chunks_run == len(left) and rerun.chunks_skipped == 8 - len(left)
+    assert_same_store(out, ref)
