@@ -13,7 +13,7 @@ import io
 import json
 import math
 from numbers import Real
-from pathlib import Path
+from pathlib import Path  # noqa: F401 - in signatures
 from typing import Any
 
 from fovea_ray.errors import InputError
