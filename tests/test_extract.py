@@ -249,48 +249,39 @@ def test_strict_stops_at_the_first_failure(ray_session, synthetic_coco, tmp_path
     assert 0 in open_store(out).pending_chunks()  # the failing chunk is not marked done
 
 
-DRIVER = """
-import sys, pandas as pd
-from fovea_ray.pipeline import extract
-df = pd.read_pickle(sys.argv[1])
-extract(df, sys.argv[2], address=sys.argv[3], **{kw})
-"""
-
-
 @pytest.mark.slow
 def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, synthetic_coco, tmp_path):
-    """SIGKILL the driver part-way; the rerun ends with exactly the uninterrupted run's store."""
+    """SIGKILL the `fovea-ray extract` driver part-way; the rerun ends with the uninterrupted store."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
+    from fovea_ray.data.manifest import write_manifest
     from fovea_ray.pipeline import extract
 
     kw = {**KW, "chunk_size": 1, "batch_size": 1, "backbone_only": True}
-    df = make_manifest(synthetic_coco, 8)
+    manifest_path = write_manifest(make_manifest(synthetic_coco, 8), tmp_path / "m.parquet")
     ref = tmp_path / "ref.zarr"
-    extract(df, ref, **kw)
+    extract(manifest_path, ref, **kw)
 
-    df.to_pickle(tmp_path / "m.pkl")
     out = tmp_path / "killed.zarr"
-    address = ray_session.get_runtime_context().gcs_address
-    script = DRIVER.format(kw=repr(kw))
-    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "m.pkl"), str(out), address],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = 0
+    args = [str(manifest_path), "--out", str(out), "--address", ray_session.get_runtime_context().gcs_address,
+            "--arch", "resnet50", "--layers", ",".join(LAYERS), "--stats", ",".join(STATS), "--chunk-size", "1",
+            "--batch-size", "1", "--backbone-only", "--seed", "0", "--no-progress"]
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fovea_ray.cli import main; main(sys.argv[1:])",
+                             "extract", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             try:
-                done = int((~np.isin(np.arange(8), open_store(out).pending_chunks())).sum())
+                if len(open_store(out).pending_chunks()) <= 6:  # two chunks done
+                    break
             except (InputError, KeyError):
-                done = 0  # not created yet, or still being created
-            if done >= 2:
-                break
+                pass  # not created yet, or still being created
             time.sleep(0.05)
-        assert proc.poll() is None, "the driver finished before it could be killed"
+        assert proc.poll() is None, "the driver finished (or failed) before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -299,6 +290,6 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
     partial = open_store(out)
     left = partial.pending_chunks()
     assert 0 < len(left) < 8 and partial.attrs["status"] == "running"  # killed with no chance to clean up
-    rerun = extract(df, out, **kw)
+    rerun = extract(manifest_path, out, **kw)
     assert rerun.complete and rerun.chunks_run == len(left) and rerun.chunks_skipped == 8 - len(left)
     assert_same_store(out, ref)
