@@ -180,9 +180,9 @@ def _read_raw(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         # torch's weights-only unpickler refused a global: say which and why.
-        first = str(err).strip().splitlines()
-        detail = next((line for line in first if "GLOBAL" in line or "Unsupported" in line), first[0] if first else "")
-        raise FoveaRayError(_unsafe_message(path, detail.strip())) from err
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        detail = f"it needs the global {found.group(1)}" if found else str(err).strip().splitlines()[0]
+        raise FoveaRayError(_unsafe_message(path, detail)) from err
     except Exception as err:  # corrupt files fail in many ways inside the unpickler
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InputError(f"{path}: not a readable torch checkpoint ({reason})") from err
