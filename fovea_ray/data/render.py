@@ -106,7 +106,11 @@ def decode_image(data: bytes | bytearray | memoryview, *, device: str | torch.de
     try:
         return _pil_decode(data).to(dev)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input here
-        reasons.append(f"{type(exc).__name__}: {exc}" if not reasons else f"pillow: {exc}")
+        from PIL import UnidentifiedImageError
+
+        why = (f"not a recognised image format (starts with {data[:8].hex()})"
+               if isinstance(exc, UnidentifiedImageError) else str(exc))
+        reasons.append(why if not reasons else f"pillow: {why}")
     raise InputError(f"cannot decode image ({len(data)} bytes): " + "; ".join(reasons))
 
 
