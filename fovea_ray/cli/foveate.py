@@ -87,25 +87,26 @@ def foveate(
     ct0 = 1/64, alpha = 0.106). With --panel, a figure of the original, the foveated
     image and the per-pixel cutoff map (fixation marked) is written next to OUT.
     """
+    # Validate the cheap things before importing torch, so mistakes fail fast.
+    fx, fy = parse_fixation(fixation)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"{out}: expected an output path ending in .png")
+    if not (ppd > 0 and ppd != float("inf")):
+        raise InputError(f"--ppd: expected a positive number of pixels per degree, got {ppd!r}")
+    rgb = read_rgb(image)
+
     import numpy as np
     import torch
 
     from fovea_ray.foveation import Foveator
 
-    fx, fy = parse_fixation(fixation)
-    if out.suffix.lower() != ".png":
-        raise InputError(f"{out}: expected an output path ending in .png")
-    try:
-        fov = Foveator(pixels_per_degree=ppd)
-    except ValueError as exc:
-        raise InputError(f"--ppd: {exc}") from None
+    fov = Foveator(pixels_per_degree=ppd)
     try:
         dev = torch.device(device)
         torch.empty(0, device=dev)
     except (RuntimeError, ValueError, AssertionError) as exc:
         raise InputError(f"--device: cannot use {device!r} ({exc})") from None
 
-    rgb = read_rgb(image)
     x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(dev)
     y = fov(x, [[fx, fy]])
     result = y[0].permute(1, 2, 0).cpu().numpy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
@@ -214,6 +215,10 @@ class Foveator:
         if self.backend == "torch":
             return False
         if self.backend == "triton":
+            if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") != "1":
+                raise ValueError(
+                    f"expected CUDA images for backend='triton' (or TRITON_INTERPRET=1), got {x.device.type}"
+                )
             return True
         if x.device.type != "cuda" or x.dtype != torch.float32:
             return False

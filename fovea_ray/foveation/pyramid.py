@@ -65,13 +65,43 @@ def down2(x: torch.Tensor) -> torch.Tensor:
     return y.mul_(1.0 / 64.0)
 
 
+def _up_axis(a: torch.Tensor, dim: int, n_out: int) -> torch.Tensor:
+    """Bilinear 2× along ``dim`` to ``n_out`` in {2n-1, 2n} samples (align_corners=False).
+
+    Output ``2i`` is ``3/4·a[i] + 1/4·a[i-1]`` and ``2i+1`` is ``3/4·a[i] + 1/4·a[i+1]``,
+    edges replicated: two strided lerps straight into the output.
+    """
+    n = a.shape[dim]
+    shape = list(a.shape)
+    shape[dim] = n_out
+    out = torch.empty(shape, dtype=a.dtype, device=a.device)
+    even = out[_stride_index(out.dim(), dim, 0)]
+    odd = out[_stride_index(out.dim(), dim, 1)]
+    if n > 1:
+        torch.lerp(a.narrow(dim, 1, n - 1), a.narrow(dim, 0, n - 1), 0.25, out=even.narrow(dim, 1, n - 1))
+    even.narrow(dim, 0, 1).copy_(a.narrow(dim, 0, 1))
+    n_odd = odd.shape[dim]
+    m = min(n_odd, n - 1)
+    if m > 0:
+        torch.lerp(a.narrow(dim, 0, m), a.narrow(dim, 1, m), 0.25, out=odd.narrow(dim, 0, m))
+    if n_odd == n:
+        odd.narrow(dim, n - 1, 1).copy_(a.narrow(dim, n - 1, 1))
+    return out
+
+
 def up2(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear 2× upsampling of (B, C, h, w) to ``size`` = (H, W), H in {2h-1, 2h}.
 
-    Uses a scale of exactly 2 (not ``h/H``) so an odd-sized level maps back onto the
-    pyramid geometry; ``align_corners=False`` clamps at the border (edge replication).
+    The scale is exactly 2 (not ``h/H``), so an odd-sized level maps back onto the
+    pyramid geometry; borders replicate, as ``interpolate(..., mode="bilinear",
+    align_corners=False)`` does. On CUDA that fused kernel does it; on the CPU, where
+    it transposes NCHW through channels-last copies (3× slower here), two separable
+    passes of strided lerps give the same numbers.
     """
-    return torch.ops.aten.upsample_bilinear2d(x, [int(size[0]), int(size[1])], False, 2.0, 2.0)
+    h, w = int(size[0]), int(size[1])
+    if x.device.type == "cuda":
+        return torch.ops.aten.upsample_bilinear2d(x, [h, w], False, 2.0, 2.0)
+    return _up_axis(_up_axis(x, x.dim() - 1, w), x.dim() - 2, h)
 
 
 def level_sizes(height: int, width: int, levels: int) -> list[tuple[int, int]]:
