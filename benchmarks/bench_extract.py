@@ -1,0 +1,294 @@
+"""Extraction pipeline efficiency: end-to-end Ray throughput against the model-only loop.
+
+``throughput`` (default). Same device, model, batch size, layers and statistics:
+
+- **model-only loop** (the baseline): the tapped forward (:class:`fovea_ray.taps.Tapper`,
+  built exactly as the pipeline's actor builds it) on pre-decoded, pre-foveated,
+  pre-rendered canvases, batch after batch in a tight loop, with as many torch threads
+  as the pipeline's actor gets. Timed twice, before and after the pipeline, and averaged,
+  so that both see the same machine load on average.
+- **end to end**: :func:`fovea_ray.pipeline.extract` through a local Ray: read bytes →
+  decode → foveate → crop/paste → tapped forward → reduce → pixel controls → Zarr store.
+  Reported two ways: *sustained* (samples after the first chunk, per second from the first
+  chunk's arrival to the last: the rate a long run settles to) and *whole run* (wall time
+  including Ray Data start-up, actor start-up and the model build, which a long run
+  amortises).
+
+The efficiency printed is sustained end-to-end images/s divided by model-only images/s.
+On a shared machine wall-clock rates depend on how the OS splits the cores between
+competing processes (a run with more processes gets a larger share), so the script also
+prints a load-independent figure: CPU seconds per image of the model-only loop divided by
+CPU seconds per image of the whole pipeline (every process of the local Ray session:
+driver, GCS, raylet, read/model/sink workers, start-up included), read from /proc.
+
+``memory``: the driver's peak RSS (``ru_maxrss`` of the driver process itself; Ray's
+workers are separate processes) for a run of 100 and one of 1000 samples with a cheap
+network configuration, each in a fresh driver process.
+
+    python benchmarks/bench_extract.py                                # synthetic, R101, canvas 256
+    python benchmarks/bench_extract.py --data coco128 --canvas 640 --n 16
+    python benchmarks/bench_extract.py memory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+COCO128 = REPO.parent / "shared" / "data" / "coco128"
+
+
+def _machine() -> str:
+    try:
+        import torch
+
+        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    except Exception:  # noqa: BLE001
+        gpu = "?"
+    return f"{os.cpu_count()}-core CPU ({platform.processor() or platform.machine()}), {gpu}"
+
+
+class TreeCPU:
+    """CPU seconds (user + system) used by a process and all its descendants, from /proc.
+
+    Sampled in a background thread so that processes which exit during the run (Ray Data
+    ends its actors when a dataset finishes) still count up to their last sample.
+    """
+
+    def __init__(self, root: int, interval: float = 0.2) -> None:
+        import threading
+
+        self.root, self.interval = root, interval
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.start = self._snapshot()
+        self.last = dict(self.start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _snapshot(self) -> dict[int, float]:
+        stats: dict[int, tuple[int, float]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick)
+        tree, frontier = {self.root}, [self.root]
+        while frontier:
+            parent = frontier.pop()
+            for pid, (ppid, _) in stats.items():
+                if ppid == parent and pid not in tree:
+                    tree.add(pid)
+                    frontier.append(pid)
+        return {pid: stats[pid][1] for pid in tree if pid in stats}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for pid, cpu in self._snapshot().items():
+                self.last[pid] = max(cpu, self.last.get(pid, 0.0))
+
+    def stop(self) -> float:
+        """CPU seconds used since construction, by every process of the tree."""
+        self._stop.set()
+        self._thread.join()
+        for pid, cpu in self._snapshot().items():
+            self.last[pid] = max(cpu, self.last.get(pid, 0.0))
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.last.items())
+
+
+def make_manifest(data: str, n: int, canvas: int, ppd: float, ecc_band: tuple[float, float], workdir: Path):
+    """A real manifest (``build_manifest``) over coco128 or a synthetic mini-COCO, ``n`` samples."""
+    from fovea_ray.data.manifest import build_manifest, write_manifest
+
+    if data == "coco128":
+        if not COCO128.is_dir():
+            sys.exit(f"{COCO128} is absent; use --data synthetic")
+        ann, images = COCO128 / "annotations" / "instances_train2017.json", COCO128 / "train2017"
+    else:
+        from fovea_ray.data.synthetic import make_synthetic_coco
+
+        root = make_synthetic_coco(workdir / "coco", n_images=max(2 * n, 40), seed=0)
+        ann, images = root / "instances.json", root / "images"
+    df = build_manifest(ann, images, n_per_type=(n + 1) // 2, seed=0, canvas=canvas, pixels_per_degree=ppd,
+                        ecc_band=ecc_band)
+    if len(df) < n:
+        print(f"note: the data allow {len(df)} balanced samples (asked for {n})")
+    df = df.iloc[:n].reset_index(drop=True)
+    df["sample"] = np.arange(len(df))
+    return write_manifest(df, workdir / "manifest.parquet", config={"bench": True})
+
+
+def model_only(manifest: Path, args, threads: int, repeats: int = 1) -> list[float]:
+    """images/s of the tapped forward alone on pre-rendered canvases (one value per repeat)."""
+    import torch
+
+    from fovea_ray.data.manifest import read_manifest
+    from fovea_ray.data.render import decode_image, render_batch
+    from fovea_ray.foveation import Foveator
+    from fovea_ray.model import build_model
+    from fovea_ray.taps import Tapper
+
+    torch.set_num_threads(threads)
+    df = read_manifest(manifest)
+    canvas = tuple(int(v) for v in df["canvas"].iloc[0])
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    fov = Foveator(pixels_per_degree=float(df["pixels_per_degree"].iloc[0]))
+    canvases = []
+    for i in range(len(df)):  # untimed: decode, foveate, crop and paste
+        img = decode_image(Path(df["image_uri"].iloc[i]).read_bytes(), device=device)
+        canvases.append(render_batch([img], [df["fixation_xy"].iloc[i]], [df["window_xywh"].iloc[i]], canvas, fov,
+                                     device=device))
+    x = torch.cat(canvases)
+    model = build_model(args.arch, None, canvas, seed=0, device=device)
+    tapper = Tapper(model, args.layers, args.stats, backbone_only=args.backbone_only)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.startswith("cuda") else None
+
+    def run(batch):
+        if amp is None:
+            return tapper(batch)
+        with amp:
+            return tapper(batch)
+
+    run(x[: args.batch_size])  # warm-up (allocator, first-call overheads)
+    rates, cpu = [], []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for lo in range(0, len(x), args.batch_size):
+            run(x[lo:lo + args.batch_size])
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        rates.append(len(x) / (time.perf_counter() - t0))
+        cpu.append((time.process_time() - c0) / len(x))
+    tapper.close()
+    return rates, cpu
+
+
+def end_to_end(manifest: Path, args, workdir: Path):
+    from fovea_ray.pipeline import extract
+
+    out = workdir / "store.zarr"
+    shutil.rmtree(out, ignore_errors=True)
+    meter = TreeCPU(os.getpid()) if os.path.isdir("/proc") else None
+    t0 = time.perf_counter()
+    summary = extract(manifest, out, weights=None, arch=args.arch, layers=args.layers, stats=args.stats,
+                      chunk_size=args.chunk_size, batch_size=args.batch_size, backbone_only=args.backbone_only,
+                      device=args.device, progress=False)
+    wall = time.perf_counter() - t0
+    cpu = meter.stop() if meter else float("nan")
+    assert summary.complete and summary.failed == 0, summary.format()
+    return summary, wall, cpu / max(summary.done, 1)
+
+
+def throughput(args) -> None:
+    import ray
+
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
+    from fovea_ray.pipeline.extract import _cluster_plan
+
+    _, actors, threads = _cluster_plan(args.device, None, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        manifest = make_manifest(args.data, args.n, args.canvas, args.ppd, tuple(args.ecc_band), work)
+        before, cpu_before = model_only(manifest, args, threads)
+        summary, wall, cpu_e2e = end_to_end(manifest, args, work)
+        after, cpu_after = model_only(manifest, args, threads)
+    base = float(np.mean(before + after))
+    cpu_base = float(np.mean(cpu_before + cpu_after))
+    sustained = summary.steady_images_per_s
+    whole = summary.done / wall
+    mode = "backbone-only" if args.backbone_only else "full model"
+    print(f"machine: {_machine()}; {actors} actor(s) x {threads} torch threads")
+    print(f"config: {args.data}, {summary.done} samples, {args.arch} ({mode}), canvas {args.canvas}, "
+          f"layers {args.layers}, stats {args.stats}, batch {args.batch_size}, chunk {args.chunk_size}")
+    print(f"model-only loop        : {base:8.3f} images/s  (before {before[0]:.3f}, after {after[0]:.3f})")
+    print(f"end to end, sustained  : {sustained:8.3f} images/s  (after the first chunk, "
+          f"which arrived at {summary.first_chunk_s:.1f} s)")
+    print(f"end to end, whole run  : {whole:8.3f} images/s  ({wall:.1f} s incl. Ray/actor start-up and model build)")
+    print(f"efficiency (sustained end to end / model-only): {sustained / base:.3f}")
+    print(f"whole-run ratio (incl. start-up)             : {whole / base:.3f}")
+    print(f"CPU seconds per image: model-only {cpu_base:.2f}, end to end {cpu_e2e:.2f} (every process of the "
+          "run: driver, Ray, read/model/sink workers, incl. start-up)")
+    print(f"CPU-time efficiency (model-only / end-to-end CPU per image; independent of machine load): "
+          f"{cpu_base / cpu_e2e:.3f}")
+    ray.shutdown()
+
+
+MEMORY_DRIVER = r"""
+import json, resource, sys, time
+import numpy as np
+from fovea_ray.data.manifest import read_manifest, write_manifest
+from fovea_ray.pipeline import extract
+base = read_manifest(sys.argv[1])
+n = int(sys.argv[2])
+df = base.iloc[np.arange(n) % len(base)].reset_index(drop=True)  # the same images, n sample rows
+df["sample"] = np.arange(n)
+path = write_manifest(df, sys.argv[3] + ".parquet", config={})
+t0 = time.perf_counter()
+s = extract(path, sys.argv[3], arch="resnet50", layers=["backbone.body.layer1.0.bn3"], stats=["mean", "max"],
+            chunk_size=50, batch_size=25, backbone_only=True, progress=False)
+print(json.dumps({"n": n, "done": s.done, "seconds": time.perf_counter() - t0,
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def memory(args) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        manifest = make_manifest("synthetic", 40, 64, 16.0, (1.0, 1.5), work)
+        rows = []
+        for n in args.sizes:
+            out = subprocess.run([sys.executable, "-c", MEMORY_DRIVER, str(manifest), str(n), str(work / f"s{n}.zarr")],
+                                 capture_output=True, text=True, timeout=1800)
+            if out.returncode != 0:
+                sys.exit(out.stderr[-3000:])
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(f"machine: {_machine()}; driver peak RSS (ru_maxrss of the driver process), resnet50 backbone-only, "
+          "layer1.0.bn3, canvas 64, chunk 50")
+    for r in rows:
+        print(f"  {r['n']:6d} samples: peak RSS {r['peak_rss_mib']:7.1f} MiB  ({r['done']} done in {r['seconds']:.1f} s)")
+    print(f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "memory"])
+    p.add_argument("--data", default="synthetic", choices=["synthetic", "coco128"])
+    p.add_argument("--n", type=int, default=32, help="samples")
+    p.add_argument("--arch", default="resnet101")
+    p.add_argument("--canvas", type=int, default=256)
+    p.add_argument("--ppd", type=float, default=16.0)
+    p.add_argument("--ecc-band", type=float, nargs=2, default=(3.5, 5.0))
+    p.add_argument("--layers", nargs="+", default=["backbone.body.layer3.22.bn3"])
+    p.add_argument("--stats", nargs="+", default=["mean", "median", "max"])
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--chunk-size", type=int, default=4)
+    p.add_argument("--backbone-only", action="store_true")
+    p.add_argument("--device", default=None)
+    p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="memory mode: sample counts")
+    args = p.parse_args()
+    if args.mode == "memory":
+        memory(args)
+    else:
+        throughput(args)
+
+
+if __name__ == "__main__":
+    main()
