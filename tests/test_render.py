@@ -147,11 +147,11 @@ def test_fast_path_equals_foveating_the_whole_image():
         win.append([int(round(cx - 48)), int(round(cy - 48)), 96, 96])
     fast = render_batch(imgs, fix, win, (96, 96), fov)
     exact = render_batch(imgs, fix, win, (96, 96), fov, margin=None)
-    assert (fast - exact).abs().max() < 1e-5
+    assert (fast - exact).abs().max() < 1e-4  # float rounding; a grey level is 4e-3
     # ... and one image at a time is the same as the batch.
     for k in range(len(imgs)):
         single = render_batch([imgs[k]], [fix[k]], [win[k]], (96, 96), fov)[0]
-        assert (single - fast[k]).abs().max() < 1e-5
+        assert (single - fast[k]).abs().max() < 1e-4
     # The margin grows with the blur the window needs, and cuts align to the coarsest level.
     (m_near, s_near), (m_far, s_far) = auto_margin(fov, 50.0), auto_margin(fov, 2000.0)
     assert m_far > m_near and s_far > s_near and m_far % s_far == 0
