@@ -9,15 +9,17 @@ window ``(x, y, w, h)`` in source pixels is then cut out, the part of the window
 image filled with grey 0.5, and the window pasted centred on a grey ``canvas_hw`` canvas
 without any rescaling (a window larger than the canvas keeps its centre part).
 
-The fast path never foveates the whole image. It cuts each window plus a margin out of its
-image, pads the cuts to one size, foveates the stack in one call with the fixations shifted
-into each cut's coordinates, and then keeps the inner windows. The margin is chosen from the
-coarsest pyramid level that any pixel of the window needs (see :func:`auto_margin`), so the
-blur at the window's edge sees the same image content it would see in the full image. Cut
-origins are aligned to the coarsest level's stride so the pyramid's sampling grid coincides
-with the full image's. Where the margin is cut short by the image border, the cut's border is
-the image's own border, as in the full-image foveation. ``margin=None`` foveates the whole
-images instead (the reference); tests bound the difference between the two.
+The fast path foveates only what the window needs. Each image contributes a cut: the
+visible part of its window plus a margin chosen from the coarsest pyramid level any window
+pixel needs (:func:`auto_margin`), with its origin aligned to that level's stride so every
+pyramid grid coincides with the full image's. On an axis where the margin would reach the
+image's far border the cut takes the whole axis instead, so the foveator meets the image's
+own border exactly as when it foveates the whole image. Cuts that can share a size (equal
+on whole-axis sides; any size on interior sides, padded past the margin) are stacked and
+foveated in one call per group, with the fixations shifted into each cut's coordinates;
+then the windows are pasted. The result equals foveating each whole image and cropping, to
+float rounding (``margin=None`` does exactly that; tests bound the difference at 1e-4), and
+a batch equals its images rendered one by one.
 """
 
 from __future__ import annotations
