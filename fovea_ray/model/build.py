@@ -222,6 +222,9 @@ def build_model(
         if meta_arch is not None and meta_arch != arch:
             raise InputError(f"{file}: checkpoint is for arch {meta_arch!r} but arch={arch!r} was requested")
         source = str(file)
+        wanted = conventions.get("num_classes")
+        if wanted is not None and int(wanted) != num_classes:
+            raise InputError(f"{file}: checkpoint has {wanted} classes (with background); pass num_classes={wanted}")
         if conventions and not conventions.get("heads_exact", True):
             warnings.warn(
                 f"{file}: converted from {conventions.get('source', 'another framework')}; backbone and FPN "
