@@ -7,6 +7,7 @@ forward (``fovea_ray.taps.capture`` on ``render_batch`` output, one image at a t
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from pathlib import Path
@@ -293,3 +294,39 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
     rerun = extract(manifest_path, out, **kw)
     assert rerun.complete and rerun.chunks_run == len(left) and rerun.chunks_skipped == 8 - len(left)
     assert_same_store(out, ref)
+
+
+def _cli(args: list[str]) -> tuple[int, str]:
+    """Run `fovea-ray ARGS` in this process (reusing the session's Ray); (exit code, stdout + stderr)."""
+    import contextlib
+
+    from fovea_ray.cli import main
+
+    buf = io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+    return code, buf.getvalue()
+
+
+def test_cli_resumes_a_complete_store_and_reports(reference_store, manifest, tmp_path):
+    from fovea_ray.data.manifest import write_manifest
+
+    path = write_manifest(manifest, tmp_path / "m.parquet")
+    out = tmp_path / "s.zarr"
+    shutil.copytree(reference_store, out)
+    code, text = _cli(["extract", str(path), "--out", str(out), "--arch", "resnet50", "--layers", ",".join(LAYERS),
+                       "--stats", "mean", "--stats", "max", "--chunk-size", "4", "--batch-size", "3", "--no-progress"])
+    assert code == 0, text
+    assert "complete" in text and "0 done" in text and "6 skipped" in text
+
+
+def test_cli_bad_inputs_are_one_line_errors(ray_session, tmp_path):
+    code, text = _cli(["extract", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "s.zarr")])
+    assert code == 2 and "nope.parquet" in text and "Traceback" not in text
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    code, text = _cli(["extract", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "s.zarr")])
+    assert code == 2 and "bad.parquet" in text and "Traceback" not in text
