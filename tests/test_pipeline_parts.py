@@ -138,3 +138,31 @@ def test_summary_lists_failures():
     assert "8 done (6 good, 2 failed), 2 skipped" in text and "2.00 images/s" in text
     assert "sample 3 a.jpg: empty file (0 bytes)" in text and "sample 5 b.jpg: missing file" in text
     assert json.loads(json.dumps(s.to_dict()))["images_per_s"] == 2.0
+
+
+def test_chunk_extractor_without_ray(synthetic_coco):
+    """The model stage as a plain object: good samples tapped, bad ones NaN with a reason."""
+    from fovea_ray.foveation import Foveator
+    from fovea_ray.pipeline.actor import ChunkExtractor, ModelSpec
+
+    layers = ("backbone.body.layer1.0.bn3",)
+    spec = ModelSpec(arch="resnet50", weights=None, canvas=(96, 96), seed=0, layers=layers, channels=(256,),
+                     stats=("mean", "max"), backbone_only=True, foveation=Foveator(pixels_per_degree=16.0).params(),
+                     device="cpu", precision="auto", batch_size=2, torch_threads=1)
+    ex = ChunkExtractor(spec)
+    assert ex.precision == "fp32" and ex.control_stats[-1] == "hf_energy"
+    good = sorted((synthetic_coco / "images").iterdir())[0].read_bytes()
+    blobs = [good, b"", b"garbage", good]
+    fix = np.array([[100.0, 100.0]] * 4)
+    win = np.array([[52, 52, 96, 96]] * 4)
+    res = ex.process(blobs, ["", "empty file (0 bytes)", "", ""], fix, win, np.zeros((4, 4)), [1, 1, 1, 1])
+    assert res.errors[0] == "" and res.errors[3] == "" and res.errors[1] == "empty file (0 bytes)"
+    assert "cannot decode" in res.errors[2]
+    a = res.activations[layers[0]]
+    assert a.shape == (4, 256, 2) and np.isfinite(a[[0, 3]]).all() and np.isnan(a[[1, 2]]).all()
+    np.testing.assert_allclose(a[0], a[3], rtol=1e-6, atol=1e-6)  # same input, same taps
+    assert np.isnan(res.anchor_score).all()  # backbone-only: no detections
+    assert res.controls.shape == (4, 3, 3) and np.isfinite(res.controls[[0, 3]]).all()
+    # A chunk where everything failed still has the store's shapes.
+    res = ex.process([b"", b""], ["missing file (not found)"] * 2, fix[:2], win[:2], np.zeros((2, 4)), [1, 1])
+    assert res.activations[layers[0]].shape == (2, 256, 2) and np.isnan(res.activations[layers[0]]).all()

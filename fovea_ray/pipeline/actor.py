@@ -15,7 +15,7 @@ model-only loop and inside a Ray actor.
 from __future__ import annotations
 
 import json
-import os
+import platform
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
@@ -120,13 +120,16 @@ class ChunkExtractor:
             torch.set_num_threads(int(spec.torch_threads))
         self.device = resolve_device(spec.device)
         self.precision = resolve_precision(spec.precision, self.device)
+        if self.precision == "bf16" and self.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            raise FoveaRayError(f"the GPU on {platform.node()} ({torch.cuda.get_device_name()}) has no bf16; "
+                                "rerun with --precision fp16 (in a new store: precision is part of its config)")
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed canvas: autotune once
         self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
         self.weights_checksum = str(self.model.fovea_ray_info["checksum"])
         if spec.weights_checksum and spec.weights_checksum != self.weights_checksum:
             raise FoveaRayError(
-                f"the network rebuilt on {os.uname().nodename} has weights checksum {self.weights_checksum[:12]}..., "
+                f"the network rebuilt on {platform.node()} has weights checksum {self.weights_checksum[:12]}..., "
                 f"the run expects {spec.weights_checksum[:12]}... (different torch/torchvision build or weights file?)"
             )
         self.foveator = Foveator(**spec.foveation)

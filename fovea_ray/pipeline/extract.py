@@ -147,6 +147,11 @@ def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int
         num_actors = max(1, gpus) if use_gpu else max(1, cpus // 4)
     if num_actors < 1:
         raise InputError(f"num_actors must be >= 1, got {num_actors}")
+    if use_gpu and gpus == 0:
+        import warnings
+
+        warnings.warn("GPU actors requested but the cluster has no GPU now: the run waits until the "
+                      "autoscaler adds GPU nodes (use --device cpu on a machine without GPUs)", stacklevel=3)
     if torch_threads is None:
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
         per_node = max(node_cpus or [cpus])

@@ -41,5 +41,6 @@ def probe_model(arch: str, weights: str | None, canvas: tuple[int, int], seed: i
         "control_stats": list(control_stat_names(list(out.stats))),
         "weights_checksum": str(model.fovea_ray_info["checksum"]),
         "foveation": Foveator(pixels_per_degree=float(pixels_per_degree)).params(),
-        "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__},
+        # str(): torch.__version__ is a TorchVersion, whose unpickling would import torch in the driver.
+        "versions": {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__)},
     }
