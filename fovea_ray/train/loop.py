@@ -170,9 +170,12 @@ class StepRunner:
         c = self.cfg
         return learning_rate(step, base_lr=c.base_lr(), steps=c.steps, schedule=c.schedule, milestones=c.milestones, warmup_steps=c.warmup(), warmup_factor=c.warmup_factor)
 
+    def _step_seed(self, step: int) -> int:
+        return ((self.cfg.seed * 1_000_003 + step) * 4099 + self.rank) % (2**63)
+
     def _generator(self, step: int) -> torch.Generator:
         # Fixations and flips depend on (seed, step, rank) only: a resumed run repeats them.
-        return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 4099 + self.rank)
+        return torch.Generator().manual_seed(self._step_seed(step))
 
     def _to_device(self, g: torch.Generator, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         dev_images, dev_targets = [], []
@@ -205,6 +208,9 @@ class StepRunner:
         with the host here; read the values only when logging.
         """
         self.timer.mark("start")
+        # torchvision samples RPN anchors and ROI proposals from the global RNG: seeding it
+        # per step makes a resumed run draw what the uninterrupted run would have drawn.
+        torch.manual_seed(self._step_seed(step) ^ 0x5EED)
         lr = self.lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
