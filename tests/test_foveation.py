@@ -273,6 +273,17 @@ def test_output_keeps_shape_dtype_device_and_does_not_touch_input():
     assert fov(x[:0], np.zeros((0, 2))).shape == (0, 1, 1, 20)
 
 
+def test_non_contiguous_input_gives_the_same_result():
+    fov = Foveator(**STEEP)
+    x = _noise(2, 30, 44, seed=9)
+    fix = [[3.0, 4.0], [40.0, 25.0]]
+    want = fov(x, fix)
+    torch.testing.assert_close(fov(x.contiguous(memory_format=torch.channels_last), fix), want, atol=1e-6, rtol=0)
+    wide = _noise(2, 30, 88, seed=9)
+    wide[..., ::2] = x
+    torch.testing.assert_close(fov(wide[..., ::2], fix), want, atol=1e-6, rtol=0)
+
+
 def test_params_are_json_and_rebuild_the_same_filter():
     fov = Foveator(pixels_per_degree=24.0, levels=4)
     p = fov.params()

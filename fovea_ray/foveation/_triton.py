@@ -45,8 +45,8 @@ def _kernel(interpret: str):
     @triton.jit
     def _blend_level(
         g_ptr, v_ptr, out_ptr, fix_ptr, tab_ptr,
-        C, h, w, hc, wc, n_tab,
-        spacing, offset, q_lo, inv_step,
+        C, h, w, hc, wc,
+        q_max, spacing, offset, q_lo, inv_step,
         BLOCK_W: tl.constexpr,
     ):
         row = tl.program_id(0)  # one row of one image: b * h + y
@@ -60,7 +60,7 @@ def _kernel(interpret: str):
         dx = xs.to(tl.float32) * spacing + offset - fx
         dy = y.to(tl.float32) * spacing + offset - fy
         q = (dy * dy - q_lo) * inv_step + dx * dx * inv_step
-        q = tl.minimum(tl.maximum(q, 0.0), (n_tab - 1).to(tl.float32))
+        q = tl.minimum(tl.maximum(q, 0.0), q_max)
         t = tl.load(tab_ptr + q.to(tl.int32), mask=mask, other=0.0)
         # Bilinear 2x source position (align_corners=False, clamped at the border).
         sy = tl.maximum((y.to(tl.float32) + 0.5) * 0.5 - 0.5, 0.0)
@@ -110,8 +110,9 @@ def render(x: torch.Tensor, fixations: torch.Tensor, model: ResolutionModel, lev
         grid = (b * h, triton.cdiv(w, _BLOCK_W))
         kernel[grid](
             g, v, out, fix, tab,
-            c, h, w, v.shape[-2], v.shape[-1], tab.shape[0],
-            float(2**j), (2.0**j - 1.0) / 2.0, float(table.q_lo), 1.0 / float(table.step),
+            # q_max goes in as a float: Triton would specialise an int table size of 1.
+            c, h, w, v.shape[-2], v.shape[-1],
+            float(tab.shape[0] - 1), float(2**j), (2.0**j - 1.0) / 2.0, float(table.q_lo), 1.0 / float(table.step),
             BLOCK_W=_BLOCK_W,
         )
         v = out

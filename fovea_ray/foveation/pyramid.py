@@ -5,8 +5,9 @@ Geometry: sample ``i`` of level ``k`` sits at full-resolution pixel coordinate
 ``torch.nn.functional.interpolate(..., mode="bilinear", align_corners=False)``, so the
 upsampling puts every level back exactly where it came from, with no half-pixel drift.
 
-Decimation filters with the centred 4-tap binomial kernel [1, 3, 3, 1]/8 (the 2×2 box
-followed by [1, 2, 1]/4; Burt & Adelson 1983) and keeps every second sample. Borders
+Decimation filters with the centred 4-tap binomial kernel [1, 3, 3, 1]/8 (a Gaussian
+approximation with amplitude response cos³(πf); Burt & Adelson 1983 use its 5-tap
+odd-centred sibling) and keeps every second sample. Borders
 replicate the edge pixel; an odd size gets one replicated pixel past its end, so a level
 of size ``n`` has ``ceil(n/2)`` samples. Everything runs on strided views and in-place
 adds: on the CPU a fresh full-size tensor costs as much as an arithmetic pass over it.
