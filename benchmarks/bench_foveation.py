@@ -53,7 +53,10 @@ def _foveatorch(levels: int):
     try:
         from foveatorch import foveate
     except ImportError as exc:  # the [bench] extra is not installed
-        return None, f"foveatorch not importable ({exc}); install with: python -m pip install -c constraints.txt \"foveatorch==0.1.8\" \"kornia<0.8\""
+        return None, (
+            f"foveatorch not importable ({exc}); install it with: "
+            'python -m pip install -c constraints.txt "foveatorch==0.1.8" "kornia<0.8"'
+        )
 
     def run(x: torch.Tensor, fix: torch.Tensor) -> torch.Tensor:
         # foveatorch takes (B, K, 2) fixations (K fixations per image) and needs the device.

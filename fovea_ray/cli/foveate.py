@@ -38,7 +38,10 @@ def read_rgb(path: Path):
         raise InputError(f"{path}: cannot read the image ({exc})") from None
 
 
-def _write_panel(path: Path, original, foveated, cutoff, fixation: tuple[float, float], nyquist_cpd: float, ppd: float) -> None:
+def _write_panel(
+    path: Path, original, foveated, cutoff, fixation: tuple[float, float], nyquist_cpd: float, ppd: float
+) -> None:
+    """original | foveated | cutoff map (cycles/degree, Nyquist contour), fixation marked."""
     import matplotlib
 
     matplotlib.use("Agg")
