@@ -1,0 +1,171 @@
+"""Cost of the on-device taps, against an untapped Mask R-CNN forward pass.
+
+Prints, for one batch (default 2 x 3 x 512 x 512, ResNet-101 FPN):
+
+1. untapped ``model(images)`` (the baseline) vs tapping all 33 bottleneck outputs
+   (``backbone.body.layer*.*``, mean/median/max) in the same full forward pass
+   (targets: <= 15 % overhead on the CPU, <= 10 % on a GPU);
+2. backbone-only tapping up to layer3 (``backbone.body.layer3.22.bn3``) vs the full
+   untapped model (target: >= 2x faster);
+3. host bytes of the returned taps at two image sizes (they must not grow with H x W).
+
+Timings interleave the variants (A B C A B C ...) so that load drifting on a shared machine
+hits all of them alike, and report the median of the repeats.
+
+Random weights follow torchvision's initialisation except that every block's last batch
+norm is scaled to 0.2 and the heads keep ``--detections`` (20) detections per image
+(``--no-realistic-heads`` turns both off). With the plain initialisation activations
+grow ~2x per residual block, the random RPN proposes nothing and the heads do no work;
+with random class scores (~1/91) nothing passes the 0.05 threshold and the mask branch
+never runs. Either would make the full model unrealistically cheap. As set here, the RPN
+keeps its 1000 proposals per image, the box head runs on them and the mask branch on the
+kept detections, as in a trained model (which keeps ~5-100 detections per image).
+
+A third overhead figure compares 33 backbone-only taps with an untapped pass of the
+backbone body alone: the taps' cost relative to the convolutions that produce the maps,
+the least favourable denominator.
+
+Usage: ``python benchmarks/bench_taps.py [--size 512] [--batch 2] [--repeats 3] [--device cpu]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from fovea_ray.model import build_model
+from fovea_ray.taps import Tapper
+
+BOTTLENECKS = "backbone.body.layer*.*"
+LAYER3 = "backbone.body.layer3.22.bn3"
+STATS = ("mean", "median", "max")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call."""
+    _sync(device)
+    start, cpu = time.perf_counter(), time.process_time()
+    fn()
+    _sync(device)
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="resnet101")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--small-size", type=int, default=256, help="second size for the host-memory check")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--detections", type=int, default=20, help="detections kept per image (realistic heads)")
+    parser.add_argument("--no-realistic-heads", action="store_true")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+
+    model = build_model(args.arch, canvas=(args.size, args.size), device=device)
+    if not args.no_realistic_heads:
+        with torch.no_grad():
+            for name, module in model.named_modules():
+                if name.endswith(".bn3"):
+                    module.weight.fill_(0.2)
+        model.roi_heads.score_thresh = 0.0
+        model.roi_heads.detections_per_img = args.detections
+    images = torch.rand(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
+    image_list = list(images)
+
+    tap_full = Tapper(model, BOTTLENECKS, STATS, masks=True)  # same work as the baseline, plus taps
+    tap_nomask = Tapper(model, BOTTLENECKS, STATS)  # the pipeline's mode: detections without masks
+    tap_layer3 = Tapper(model, LAYER3, STATS, backbone_only=True)
+    tap_body = Tapper(model, BOTTLENECKS, STATS, backbone_only=True)
+    assert len(tap_full.layers) == 33 or args.arch != "resnet101"
+
+    def baseline() -> None:
+        with torch.inference_mode():
+            model(image_list)
+
+    def body_only() -> None:
+        with torch.inference_mode():
+            model.backbone.body(model.transform(image_list)[0].tensors)
+
+    variants = {
+        "untapped model(images)": baseline,
+        "untapped transform + backbone body": body_only,
+        f"backbone-only + {len(tap_full.layers)} taps": lambda: tap_body(images),
+        f"full + {len(tap_full.layers)} taps (masks on)": lambda: tap_full(images),
+        f"full + {len(tap_full.layers)} taps (masks off)": lambda: tap_nomask(images),
+        "backbone-only to layer3.22.bn3": lambda: tap_layer3(images),
+    }
+    for _ in range(args.warmup):
+        for fn in variants.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    cpu_times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, fn in variants.items():
+            wall, cpu = timed(fn, device)
+            times[name].append(wall)
+            cpu_times[name].append(cpu)
+    med = {name: statistics.median(ts) for name, ts in times.items()}
+    med_cpu = {name: statistics.median(ts) for name, ts in cpu_times.items()}
+
+    proposals: dict[str, list[int]] = {}
+
+    def count(module, inputs, output) -> None:  # returns None: observes only
+        proposals["n"] = [len(boxes) for boxes in output[0]]
+
+    hook = model.rpn.register_forward_hook(count)
+    with torch.inference_mode():
+        detections = [len(d["boxes"]) for d in model(image_list)]
+    hook.remove()
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    print(f"bench_taps: {args.arch} FPN Mask R-CNN, batch {args.batch} x 3 x {args.size} x {args.size}, device {name}")
+    print(f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; median of {args.repeats} repeats after {args.warmup} warm-up")
+    print("  (wall time; process CPU time in brackets: on a shared machine CPU time is the steadier measure)")
+    for key, value in med.items():
+        print(f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (wall runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})")
+    base = med["untapped model(images)"]
+    over_masks = med[f"full + {len(tap_full.layers)} taps (masks on)"] / base - 1
+    over_nomask = med[f"full + {len(tap_full.layers)} taps (masks off)"] / base - 1
+    speed = base / med["backbone-only to layer3.22.bn3"]
+    speed_cpu = med_cpu["untapped model(images)"] / med_cpu["backbone-only to layer3.22.bn3"]
+    target = 0.10 if device.type == "cuda" else 0.15
+    print(f"tap overhead, 33 bottlenecks in one pass vs untapped (same work): {over_masks * 100:+.1f} %  (target <= {target * 100:.0f} %: {'met' if over_masks <= target else 'MISSED'})")
+    if device.type == "cpu":
+        cpu_over = med_cpu[f"full + {len(tap_full.layers)} taps (masks on)"] / med_cpu["untapped model(images)"] - 1
+        print(f"  the same in process CPU time: {cpu_over * 100:+.1f} %")
+    print(f"  the pipeline's mode (taps, detections without masks) vs untapped: {over_nomask * 100:+.1f} %")
+    body_key = f"backbone-only + {len(tap_full.layers)} taps"
+    over_body = med[body_key] / med["untapped transform + backbone body"] - 1
+    over_body_cpu = med_cpu[body_key] / med_cpu["untapped transform + backbone body"] - 1
+    print(f"  33 backbone-only taps vs the untapped body alone (least favourable): {over_body * 100:+.1f} % wall, {over_body_cpu * 100:+.1f} % CPU time")
+    print(f"backbone-only to layer3 vs full untapped model: {speed:.2f}x faster  (target >= 2x: {'met' if speed >= 2 else 'MISSED'}); in CPU time {speed_cpu:.2f}x")
+
+    # Host memory of the taps: B x C x S floats per layer, whatever the image size.
+    sizes = {}
+    for size in (args.small_size, args.size):
+        batch = torch.rand(args.batch, 3, size, size).to(device)
+        out = tap_nomask(batch)
+        host = sum(t.numel() * t.element_size() for t in out.taps.values())
+        maps = sum(args.batch * t.shape[1] * (size // s) ** 2 * 4 for t, s in zip(out.taps.values(), [4] * 3 + [8] * 4 + [16] * 23 + [32] * 3))
+        sizes[size] = host
+        print(f"host bytes of the 33 taps at {size} x {size}: {host:,} (B x C x S = {args.batch} x {sum(t.shape[1] for t in out.taps.values())} x {len(STATS)} float32); the full maps would be {maps:,}")
+    small, large = sizes[args.small_size], sizes[args.size]
+    print(f"host bytes ratio {args.size} px / {args.small_size} px: {large / small:.2f} (pixel ratio {(args.size / args.small_size) ** 2:.1f})")
+    for tapper in (tap_full, tap_nomask, tap_layer3, tap_body):
+        tapper.close()
+
+
+if __name__ == "__main__":
+    main()
