@@ -1,10 +1,68 @@
-"""``fovea-ray run``: prepare, extract, test and report in one command (no arguments: the embedded demo)."""
+"""``fovea-ray run``: prepare -> extract -> test -> report in one command."""
 
 from __future__ import annotations
 
-from fovea_ray.errors import FoveaRayError
+from pathlib import Path
+from typing import List, Optional
+
+import typer
 
 
-def run() -> None:
-    """prepare, extract, test and report in one command (no arguments: the embedded demo)."""
-    raise FoveaRayError("`fovea-ray run` is not built yet (issue #7)")
+def _split(values: Optional[List[str]]) -> list[str] | None:
+    if not values:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()] or None
+
+
+def run(
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: fovea-ray-out)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run configuration; flags override it."),
+    coco_root: Optional[Path] = typer.Option(
+        None, "--coco-root", help="A COCO folder with annotations/instances_<split>.json and <split>/ images."),
+    split: str = typer.Option("val2017", "--split", help="The split under --coco-root."),
+    ann_file: Optional[str] = typer.Option(None, "--ann-file", "--annotations", help="COCO instances JSON."),
+    images: Optional[str] = typer.Option(None, "--images", help="Image root (local folder or fsspec URL)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="'none' (random), a checkpoint, a `fovea-ray train` folder, or 'torchvision'."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="resnet101 (default) or resnet50."),
+    n_per_type: Optional[int] = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type."),
+    canvas: Optional[int] = typer.Option(None, "--canvas", min=32, help="Model canvas, px."),
+    ppd: Optional[float] = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
+    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Layers to tap (names or patterns)."),
+    main_layer: Optional[str] = typer.Option(None, "--layer", help="The main layer (figures, full permutation)."),
+    permutations: Optional[int] = typer.Option(None, "--permutations", min=0, help="Half-permutation P."),
+    full_permutations: Optional[int] = typer.Option(None, "--full-permutations", min=0, help="Full-permutation P."),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="Significance level."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice."),
+    backbone_only: Optional[bool] = typer.Option(
+        None, "--backbone-only/--full-model", help="Stop after the deepest tapped layer (no anchor scores)."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."),
+) -> None:
+    """Run the whole study: prepare -> extract -> test -> report, into one folder.
+
+    With no arguments it runs the embedded demo: a synthetic mini-COCO made on the fly and
+    R101-FPN with random weights on a small canvas (a pipeline demo, not a finding). With
+    a dataset (--coco-root, or --ann-file and --images) and --weights it runs the real study.
+    Outputs: run.toml, manifest.parquet, store.zarr, results.json, figures/, report.html.
+    Rerun the same command to resume an interrupted run.
+    """
+    from fovea_ray.errors import InputError
+    from fovea_ray.study.config import load_config
+    from fovea_ray.study.run import run_study
+
+    if coco_root is not None:
+        if ann_file or images:
+            raise InputError("give --coco-root, or --ann-file and --images, not both")
+        ann_file = str(coco_root / "annotations" / f"instances_{split}.json")
+        images = str(coco_root / split)
+    overrides = {
+        "out": out, "seed": seed,
+        "data": {"annotations": ann_file, "images": images},
+        "prepare": {"n_per_type": n_per_type, "canvas": canvas, "pixels_per_degree": ppd},
+        "extract": {"arch": arch, "weights": weights, "layers": _split(layers), "backbone_only": backbone_only,
+                    "address": address},
+        "test": {"layer": main_layer, "permutations": permutations, "full_permutations": full_permutations,
+                 "alpha": alpha},
+    }
+    cfg = load_config(config, overrides)
+    run_study(cfg)

@@ -1,0 +1,232 @@
+"""The configuration of one ``fovea-ray run``: defaults, a TOML file, CLI overrides.
+
+Precedence: built-in defaults < ``--config run.toml`` < command-line flags. The merged
+configuration is written to ``OUT/run.toml`` so a run can be reproduced from its outputs
+alone (``fovea-ray run --config OUT/run.toml``).
+
+TOML layout (every key optional)::
+
+    out = "fovea-ray-out"
+    seed = 0
+
+    [data]            # no annotations/images: the embedded synthetic mini-COCO
+    annotations = "/data/coco/annotations/instances_val2017.json"
+    images = "s3://bucket/coco/val2017"
+    synthetic_images = 160
+    synthetic_size = 320
+
+    [prepare]
+    n_per_type = 2500
+    canvas = 640
+    pixels_per_degree = 30.0
+    ecc_band = [8.0, 12.0]
+    categories = []   # category ids; empty = all
+
+    [extract]
+    arch = "resnet101"
+    weights = "none"  # "none" | checkpoint path | training output dir | "torchvision"
+    layers = ["backbone.body.layer*.*", "backbone.body.layer3.22.bn3"]
+    stats = ["mean", "median", "max"]
+    batch_size = 4
+    chunk_size = 16
+    backbone_only = false
+    address = ""      # Ray cluster; empty = RAY_ADDRESS or a local Ray
+
+    [test]
+    layer = "backbone.body.layer3.22.bn3"
+    all_layers = true
+    stats = ["mean", "max"]
+    permutations = 100
+    full_permutations = 0
+    alpha = 0.01
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fovea_ray.errors import InputError
+
+STUDY_LAYER = "backbone.body.layer3.22.bn3"  # the layer the report captured (1024 channels)
+
+
+@dataclass
+class DataConfig:
+    annotations: str = ""
+    images: str = ""
+    synthetic_images: int = 96
+    synthetic_size: int = 256
+
+    @property
+    def is_demo(self) -> bool:
+        return not self.annotations
+
+
+@dataclass
+class PrepareConfig:
+    n_per_type: int = 0  # 0 = as many as the data allows
+    canvas: int = 640
+    pixels_per_degree: float = 30.0
+    ecc_band: list[float] = field(default_factory=lambda: [8.0, 12.0])
+    categories: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ExtractConfig:
+    arch: str = "resnet101"
+    weights: str = "none"
+    # Every bottleneck output (the depth sweep) plus the study's own tap inside layer3.22.
+    layers: list[str] = field(default_factory=lambda: ["backbone.body.layer*.*", STUDY_LAYER])
+    stats: list[str] = field(default_factory=lambda: ["mean", "median", "max"])
+    batch_size: int = 4
+    chunk_size: int = 16
+    backbone_only: bool = False
+    address: str = ""
+
+
+@dataclass
+class TestConfig:
+    __test__ = False  # not a pytest class
+
+    layer: str = STUDY_LAYER
+    all_layers: bool = True
+    stats: list[str] = field(default_factory=lambda: ["mean", "max"])
+    permutations: int = 100
+    full_permutations: int = 0
+    alpha: float = 0.01
+
+
+@dataclass
+class RunConfig:
+    out: str = "fovea-ray-out"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    # -- construction ------------------------------------------------------------
+    @classmethod
+    def demo(cls) -> "RunConfig":
+        """The embedded default: synthetic mini-COCO, R101-FPN with random weights, small canvas."""
+        cfg = cls()
+        cfg.prepare.canvas = 160
+        cfg.prepare.pixels_per_degree = 16.0
+        cfg.prepare.ecc_band = [3.5, 5.0]
+        cfg.extract.batch_size = 4
+        cfg.extract.chunk_size = 8
+        cfg.extract.backbone_only = True
+        cfg.test.full_permutations = 40
+        cfg.test.permutations = 100
+        return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_toml(self) -> str:
+        return dump_toml(self.to_dict())
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("# fovea-ray run configuration (reproduce: fovea-ray run --config THIS_FILE)\n" + self.to_toml())
+        return path
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
+    known = {f.name: f for f in fields(obj)}
+    for key, value in values.items():
+        if key not in known:
+            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+        current = getattr(obj, key)
+        if hasattr(current, "__dataclass_fields__"):
+            if not isinstance(value, dict):
+                raise InputError(f"{where}: [{key}] must be a table")
+            _merge(current, value, f"{where} [{key}]")
+            continue
+        if isinstance(current, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(current, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(current, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(current, list):
+            ok = isinstance(value, list)
+        else:
+            ok = isinstance(value, str)
+        if not ok:
+            raise InputError(f"{where}: {key} = {value!r} has the wrong type (expected {type(current).__name__})")
+        setattr(obj, key, copy.deepcopy(value))
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Defaults (the demo when no dataset is named), then the TOML file, then ``overrides``.
+
+    ``overrides`` is nested like the TOML (``{"test": {"permutations": 1000}}``); keys whose
+    value is ``None`` are ignored, so unset CLI flags do not override the file.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            values = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: config file not found") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: not valid TOML ({exc})") from None
+    merged = _deep_update(values, _drop_none(overrides or {}))
+    has_data = bool(merged.get("data", {}).get("annotations"))
+    cfg = RunConfig() if has_data else RunConfig.demo()
+    _merge(cfg, merged, str(path) if path else "config")
+    if bool(cfg.data.annotations) != bool(cfg.data.images):
+        raise InputError("config: give both the annotations file and the images root (or neither, for the demo)")
+    return cfg
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            sub = _drop_none(v)
+            if sub:
+                out[k] = sub
+        elif v is not None:
+            out[k] = v
+    return out
+
+
+def _deep_update(base: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_update(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dump_toml(d: dict[str, Any]) -> str:
+    """A minimal TOML writer for flat tables of scalars and lists (the run config)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+    return "\n".join(lines) + "\n"
