@@ -31,9 +31,24 @@ import torch
 
 from fovea_ray.errors import InputError
 
-__all__ = ["CocoInstances", "LabelMap", "StepSampler", "collate", "load_coco", "split_holdout"]
+__all__ = ["CocoInstances", "LabelMap", "StepSampler", "collate", "load_coco", "quiet_prints", "split_holdout"]
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def quiet_prints() -> Iterator[None]:
+    """Silence pycocotools' progress prints (it uses ``print``, which Ray Train workers
+    forward to their logger, past any ``redirect_stdout``)."""
+    import builtins
+
+    saved = builtins.print
+    builtins.print = lambda *args, **kwargs: None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        builtins.print = saved
 
 
 def load_coco(ann_file: str | Path) -> Any:
@@ -44,7 +59,7 @@ def load_coco(ann_file: str | Path) -> Any:
     if not path.is_file():
         raise InputError(f"{path}: annotation file not found")
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with quiet_prints():
             coco = COCO(str(path))
     except (ValueError, KeyError, TypeError, AssertionError) as err:
         raise InputError(f"{path}: not a COCO instances file ({type(err).__name__}: {err})") from err

@@ -12,8 +12,6 @@ kind of input it was trained on.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 from typing import Any, Sequence
 
@@ -67,7 +65,9 @@ def coco_evaluate(coco_gt: Any, results: list[dict[str, Any]], image_ids: Sequen
     out: dict[str, float] = {}
     if not results:
         return {f"{t}_{name}": 0.0 for t in iou_types for name in STAT_NAMES}
-    with contextlib.redirect_stdout(io.StringIO()):
+    from fovea_ray.train.dataset import quiet_prints
+
+    with quiet_prints():
         coco_dt = coco_gt.loadRes(results)
         for iou_type in iou_types:
             if iou_type == "segm" and not all("segmentation" in r for r in results):
