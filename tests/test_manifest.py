@@ -131,9 +131,20 @@ def test_cap_categories_band_and_ppd(synthetic_coco):
     per_cat = Counter(df.loc[df["label"] == 1, "category_id"])
     assert sum(per_cat.values()) == 9 and max(per_cat.values()) - min(per_cat.values()) <= 1  # spread fairly
     only = build_manifest(ann, images, canvas=SYN_CANVAS, categories=["disc", "5"], ecc_band=(4.0, 6.0),
-                          pixels_per_degree=20.0)
+                          pixels_per_degree=40.0)
     assert set(only["category_id"]) == {1, 5}
-    check_rules(only, ann, SYN_CANVAS, band=(4.0, 6.0), ppd=20.0)
+    check_rules(only, ann, SYN_CANVAS, band=(4.0, 6.0), ppd=40.0)
+
+
+def test_a_band_that_would_not_blur_type_0_is_refused(synthetic_coco):
+    """At 16 px/deg the display's Nyquist is 8 cycles/deg; Geisler-Perry's cutoff at 4.5 deg
+    is 13.3 cycles/deg, so 'type 0' objects there would be as sharp as type 1."""
+    from fovea_ray.foveation.model import cutoff_cpd
+
+    assert cutoff_cpd(4.5) > 16.0 / 2
+    with pytest.raises(InputError, match="unblurred.*above 9.0 deg"):
+        build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", ecc_band=(4.5, 6.0),
+                       pixels_per_degree=16.0)
 
 
 def test_missing_images_are_counted_and_excluded(synthetic_coco, tmp_path):

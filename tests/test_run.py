@@ -21,8 +21,8 @@ synthetic_images = 48
 synthetic_size = 192
 [prepare]
 canvas = 128
-pixels_per_degree = 10.0
-ecc_band = [3.0, 4.0]
+pixels_per_degree = 30.0
+ecc_band = [8.0, 12.0]
 [extract]
 arch = "resnet50"
 layers = ["backbone.body.layer3.*", "backbone.body.layer3.5.bn3"]

@@ -190,6 +190,18 @@ def _validate_options(canvas, pixels_per_degree, ecc_band, min_area, max_window_
     lo, hi = (float(v) for v in ecc_band)
     if not (0 <= lo <= hi and hi > 0 and math.isfinite(hi)):
         raise InputError(f"ecc_band must be 0 <= LO <= HI degrees with HI > 0, got {tuple(ecc_band)}")
+    # Type 0 must actually be blurred: below its band's lower edge the Geisler-Perry cutoff
+    # (default foveation parameters) must fall under the display's Nyquist frequency.
+    from fovea_ray.foveation.model import cutoff_cpd
+
+    nyquist = pixels_per_degree / 2.0
+    f_lo = float(cutoff_cpd(lo))
+    if f_lo >= nyquist:
+        e_min = 2.3 * math.log(64.0) / (0.106 * nyquist) - 2.3
+        raise InputError(
+            f"ecc_band {lo:g}-{hi:g} deg at {pixels_per_degree:g} px/deg leaves type-0 objects unblurred: the "
+            f"cutoff at {lo:g} deg is {f_lo:.1f} cycles/deg, at or above the display's Nyquist {nyquist:g}; "
+            f"use a band above {e_min:.1f} deg (or more pixels per degree)")
     if min_area < 0 or not 0 < max_window_fraction <= 1 or border_px < 0:
         raise InputError("need min_area >= 0, 0 < max_window_fraction <= 1 and border_px >= 0")
     if n_per_type is not None and n_per_type < 1:

@@ -114,9 +114,9 @@ class RunConfig:
     def demo(cls) -> "RunConfig":
         """The embedded default: synthetic mini-COCO, R101-FPN with random weights, small canvas."""
         cfg = cls()
+        # Only the canvas shrinks: the foveation geometry (30 px/deg, type 0 at 8-12 deg,
+        # where the cutoff is about half the display's Nyquist) is the real study's.
         cfg.prepare.canvas = 160
-        cfg.prepare.pixels_per_degree = 16.0
-        cfg.prepare.ecc_band = [3.5, 5.0]
         cfg.extract.batch_size = 4
         cfg.extract.chunk_size = 8
         cfg.extract.backbone_only = True
