@@ -141,7 +141,9 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
     if row and row.get("accuracy") is not None:
         _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']}, "
              f"p asymptotic = {row['p_asymptotic']:.3g}, p half-permutation = {row['p_half_permutation']}")
-    for w in doc.get("warnings", [])[:5]:
+    from fovea_ray.report.render import group_warnings
+
+    for w in group_warnings(doc.get("warnings", []))[:6]:
         _say(f"note: {w}")
     return path
 
