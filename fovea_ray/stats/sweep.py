@@ -1,0 +1,167 @@
+"""The layer sweep: the test battery on every layer of a store, as Ray tasks.
+
+Each layer (and the ``controls/pixels`` baseline, the input pixels' own statistics) is
+one Ray task that opens the store itself, reads its layer and runs
+:func:`fovea_ray.stats.battery.run_battery` on the samples that are done without error.
+The full permutation test, itself fanned out over Ray, runs for the main layer on the
+driver afterwards. :func:`run_store_tests` assembles the ``results.json`` document.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from fovea_ray.errors import InputError
+from fovea_ray.stats._progress import Progress
+from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
+from fovea_ray.stats.results import build_results
+
+__all__ = ["CONTROLS", "STUDY_LAYER", "choose_main_layer", "layer_values", "run_store_tests", "sample_summary"]
+
+CONTROLS = "controls/pixels"
+STUDY_LAYER = "backbone.body.layer3.22.bn3"
+
+
+def choose_main_layer(layers: Sequence[str], requested: str | None = None) -> str:
+    """``requested`` if given (it must exist); else the study's layer if tapped; else the deepest."""
+    if requested:
+        if requested not in layers and requested != CONTROLS:
+            raise InputError(f"layer {requested!r} is not in the store (layers: {', '.join(layers)})")
+        return requested
+    if STUDY_LAYER in layers:
+        return STUDY_LAYER
+    if not layers:
+        raise InputError("the store holds no layers")
+    return layers[-1]
+
+
+def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """``(values (N', C, S), y (N',), stat names, kind)`` over the good samples of ``layer``."""
+    good = store.good()
+    y = store.samples["label"].to_numpy()
+    if layer == CONTROLS:
+        vals = store.controls()
+        names = list(store.control_stat_names)
+        kind = "control"
+    else:
+        names = list(stats) if stats else store.stat_names(layer)
+        try:
+            vals = store.activations(layer, stats=names)
+        except KeyError as exc:
+            raise InputError(f"{store.path}: {exc.args[0] if exc.args else exc}") from None
+        kind = "layer"
+    return vals[good], y[good].astype(np.int8), names, kind
+
+
+def _layer_task(store_path: str, layer: str, stats, cfg_dict: dict, figure_data: bool) -> dict[str, Any]:
+    """One layer's battery (a Ray task, or called in-process)."""
+    from fovea_ray.store import open_store
+    from fovea_ray.stats.permutation import _set_threads_from_ray
+
+    _set_threads_from_ray()
+    store = open_store(store_path)
+    vals, y, names, kind = layer_values(store, layer, stats)
+    cfg = BatteryConfig(**cfg_dict)
+    cfg.use_ray = False  # nested work (none with full_permutations=0) stays in the task
+    return run_battery(vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=figure_data)
+
+
+def sample_summary(store) -> dict[str, Any]:
+    """Counts of the store's samples: used (done, no error), per type and per category."""
+    df = store.samples
+    good = store.good()
+    used = df[good]
+    per_cat = (used.groupby("category_id")["label"].agg(n_type1=lambda s: int((s == 1).sum()),
+                                                        n_type0=lambda s: int((s == 0).sum())).reset_index())
+    return {
+        "n_total": int(len(df)), "n_used": int(good.sum()),
+        "n_not_done": int((~df["done"].to_numpy(bool)).sum()),
+        "n_error": int((df["done"].to_numpy(bool) & (df["error"].astype(str) != "")).sum()),
+        "per_type": {"0": int((used["label"] == 0).sum()), "1": int((used["label"] == 1).sum())},
+        "per_category": [{"category_id": int(r.category_id), "n_type0": int(r.n_type0), "n_type1": int(r.n_type1)}
+                         for r in per_cat.itertuples()],
+    }
+
+
+def run_store_tests(store_path: str | os.PathLike, *, layers: Sequence[str] | None = None, all_layers: bool = False,
+                    main_layer: str | None = None, stats: Sequence[str] | None = None,
+                    config: BatteryConfig | None = None, include_controls: bool = True) -> dict[str, Any]:
+    """Run the battery on a store's layers and return the ``results.json`` document.
+
+    Args:
+        store_path: a fovea-ray store (:func:`fovea_ray.store.open_store`).
+        layers: the layers to test (default: the main layer only, or every layer with
+            ``all_layers``).
+        main_layer: the layer with figure data and the full permutation test (default:
+            :func:`choose_main_layer`).
+        stats: statistics to use per channel (e.g. ``["mean", "max"]``, the study's d = 2C);
+            None: all the store holds.
+        config: :class:`BatteryConfig` (its ``use_ray``/``address`` decide how layers fan out).
+        include_controls: add the ``controls/pixels`` baseline row.
+    """
+    from fovea_ray.store import open_store
+
+    cfg = config or BatteryConfig()
+    store = open_store(store_path)
+    all_names = store.layers
+    main = choose_main_layer(all_names, main_layer)
+    if all_layers:
+        todo = list(all_names)
+    elif layers:
+        missing = [name for name in layers if name not in all_names]
+        if missing:
+            raise InputError(f"{store.path}: no layer(s) {missing} (layers: {', '.join(all_names)})")
+        todo = list(layers)
+    else:
+        todo = [main]
+    if main not in todo:
+        todo.insert(0, main)
+    if include_controls:
+        todo.append(CONTROLS)
+    if stats:
+        for name in todo:
+            if name != CONTROLS:
+                have = store.stat_names(name)
+                missing = [s for s in stats if s not in have]
+                if missing:
+                    raise InputError(f"{store.path}: layer {name!r} has stats {have}, not {missing}")
+    samples = sample_summary(store)
+    if samples["n_used"] == 0:
+        raise InputError(f"{store.path}: no sample is done without error; run or resume the extraction first")
+
+    cfg_dict = cfg.to_dict()
+    records: dict[str, dict] = {}
+    bar = Progress(len(todo), "layer sweep", unit="layers", enabled=cfg.progress)
+    stats_arg = list(stats) if stats else None
+    if cfg.use_ray:
+        import ray
+
+        from fovea_ray.cluster import connect
+
+        connect(cfg.address)
+        remote = ray.remote(num_cpus=1)(_layer_task)
+        refs = {remote.remote(str(store.path), name, stats_arg, cfg_dict, name == main): name for name in todo}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for r in ready:
+                records[refs[r]] = ray.get(r)
+                bar.update()
+    else:
+        for name in todo:
+            records[name] = _layer_task(str(store.path), name, stats_arg, cfg_dict, name == main)
+            bar.update()
+    bar.close()
+    if cfg.full_permutations > 0:
+        vals, y, names, _ = layer_values(store, main, stats_arg)
+        add_full_permutation(records[main], vals, y, names, cfg, cfg.full_permutations)
+    ordered = {name: records[name] for name in todo}
+    attrs = store.attrs
+    store_info = {"path": str(store.path), "status": attrs.get("status"),
+                  "weights_checksum": attrs.get("weights_checksum"), "config": attrs.get("config")}
+    config_doc = {**{k: v for k, v in cfg_dict.items() if k not in ("progress",)},
+                  "layers": todo, "main_layer": main, "stats": stats_arg}
+    return build_results(layers=ordered, main_layer=main, config=config_doc, samples=samples, store=store_info)
