@@ -42,7 +42,7 @@ def median_bandwidth(X: torch.Tensor, *, max_points: int = 2000, seed: int = 0) 
         X = X[torch.as_tensor(np.sort(idx), device=X.device)]
     d = torch.cdist(X, X)
     iu = torch.triu_indices(d.shape[0], d.shape[0], offset=1, device=X.device)
-    med = float(d[iu[0], iu[1]].median())
+    med = float(torch.quantile(d[iu[0], iu[1]], 0.5))  # interpolated, as numpy.median
     return med if med > 0 else 1.0
 
 
