@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +181,3 @@ def train(cfg: TrainConfig, *, address: str | None = None, quiet_ray: bool = Tru
     metrics = dict(getattr(result, "metrics", None) or meta.get("metrics", {}))
     return TrainResult(out, directory / "model.pt", step, metrics, resumed_from)
 
-
-def default_cpus_per_worker() -> int:
-    """A sensible CPU count for a CPU-only worker on this machine (all cores, at least 1)."""
-    return max(1, (os.cpu_count() or 1))
