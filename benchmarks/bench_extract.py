@@ -5,21 +5,23 @@
 - **model-only loop** (the baseline): the tapped forward (:class:`fovea_ray.taps.Tapper`,
   built exactly as the pipeline's actor builds it) on pre-decoded, pre-foveated,
   pre-rendered canvases, batch after batch in a tight loop, with as many torch threads
-  as the pipeline's actor gets. Timed twice, before and after the pipeline, and averaged,
+  as the pipeline's actors get together. Timed twice, before and after the pipeline, and averaged,
   so that both see the same machine load on average.
 - **end to end**: :func:`fovea_ray.pipeline.extract` through a local Ray: read bytes →
   decode → foveate → crop/paste → tapped forward → reduce → pixel controls → Zarr store.
-  Reported two ways: *sustained* (samples after the first chunk, per second from the first
-  chunk's arrival to the last: the rate a long run settles to) and *whole run* (wall time
-  including Ray Data start-up, actor start-up and the model build, which a long run
-  amortises).
+  Reported two ways: *sustained* (the slope of samples stored vs time over the chunks
+  after the first: the rate a long run settles to) and *whole run* (wall time including
+  Ray Data start-up, actor start-up and the model build, which a long run amortises).
 
 The efficiency printed is sustained end-to-end images/s divided by model-only images/s.
 On a shared machine wall-clock rates depend on how the OS splits the cores between
 competing processes (a run with more processes gets a larger share), so the script also
 prints a load-independent figure: CPU seconds per image of the model-only loop divided by
 CPU seconds per image of the whole pipeline (every process of the local Ray session:
-driver, GCS, raylet, read/model/sink workers, start-up included), read from /proc.
+driver, GCS, raylet, read/model/sink workers), read from /proc, sustained (the slope of
+CPU seconds vs samples stored after the first chunk) and for the whole run. On a loaded machine multi-threaded
+torch burns CPU spin-waiting for descheduled threads, which inflates CPU seconds
+unevenly; ``--torch-threads 1`` (both sides) makes the CPU-time comparison exact.
 
 ``memory``: the driver's peak RSS (``ru_maxrss`` of the driver process itself; Ray's
 workers are separate processes) for a run of 100 and one of 1000 samples with a cheap
@@ -45,6 +47,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+# The pipeline's model actors run with OMP_WAIT_POLICY=PASSIVE (fovea_ray.pipeline.extract.
+# _actor_env); the model-only loop gets the same, set before torch is imported, so that
+# both sides run the forward under the same OpenMP settings.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 COCO128 = REPO.parent / "shared" / "data" / "coco128"
@@ -102,6 +109,34 @@ class TreeCPU:
         while not self._stop.wait(self.interval):
             for pid, cpu in self._snapshot().items():
                 self.last[pid] = max(cpu, self.last.get(pid, 0.0))
+
+    def now(self) -> float:
+        """CPU seconds used so far (a fresh sample)."""
+        for pid, cpu in self._snapshot().items():
+            self.last[pid] = max(cpu, self.last.get(pid, 0.0))
+        return sum(cpu - self.start.get(pid, 0.0) for pid, cpu in self.last.items())
+
+    def per_process(self) -> dict[int, float]:
+        """CPU seconds so far per process id."""
+        self.now()
+        return dict(self.last)
+
+    @staticmethod
+    def name(pid: int) -> str:
+        """A short label for a process of the run (the driver, a Ray daemon, a Ray worker's task)."""
+        if pid == os.getpid():
+            return "driver (Ray Data executor)"
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            return "(exited)"
+        if cmd.startswith("ray::"):
+            return cmd.split(" ")[0]
+        for daemon in ("gcs_server", "raylet", "dashboard", "log_monitor", "monitor.py", "runtime_env"):
+            if daemon in cmd:
+                return daemon
+        return cmd[:40]
 
     def stop(self) -> float:
         """CPU seconds used since construction, by every process of the tree."""
@@ -187,14 +222,37 @@ def end_to_end(manifest: Path, args, workdir: Path):
     out = workdir / "store.zarr"
     shutil.rmtree(out, ignore_errors=True)
     meter = TreeCPU(os.getpid()) if os.path.isdir("/proc") else None
+    marks: list[tuple[int, float]] = []  # (samples so far, CPU seconds so far) at each stored chunk
+
+    per_pid: list[dict[int, float]] = []
+
+    def on_chunk(info: dict) -> None:
+        done = (marks[-1][0] if marks else 0) + info["n"]
+        marks.append((done, meter.now() if meter else float("nan")))
+        if meter:
+            per_pid[:] = per_pid[:1] + [meter.per_process()]
+
     t0 = time.perf_counter()
     summary = extract(manifest, out, weights=None, arch=args.arch, layers=args.layers, stats=args.stats,
                       chunk_size=args.chunk_size, batch_size=args.batch_size, backbone_only=args.backbone_only,
-                      device=args.device, progress=False)
+                      device=args.device, num_actors=args.num_actors, torch_threads=args.torch_threads,
+                      progress=False, on_chunk=on_chunk)
     wall = time.perf_counter() - t0
     cpu = meter.stop() if meter else float("nan")
     assert summary.complete and summary.failed == 0, summary.format()
-    return summary, wall, cpu / max(summary.done, 1)
+    # Sustained CPU per image: the slope of CPU seconds vs samples stored, over the chunks after
+    # the first (start-up excluded; robust to one chunk's late arrival).
+    pts = marks[1:] if len(marks) >= 3 else marks
+    steady = float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0]) if len(pts) > 1 else float("nan")
+    if len(per_pid) == 2 and len(marks) > 1:
+        by_name: dict[str, float] = {}
+        for pid, used in per_pid[1].items():
+            name = TreeCPU.name(pid)
+            by_name[name] = by_name.get(name, 0.0) + used - per_pid[0].get(pid, 0.0)
+        images = marks[-1][0] - marks[0][0]
+        print("sustained CPU seconds per image by process:",
+              ", ".join(f"{k} {v / images:.3f}" for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]) if v > 0))
+    return summary, wall, cpu / max(summary.done, 1), steady
 
 
 def throughput(args) -> None:
@@ -203,19 +261,22 @@ def throughput(args) -> None:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR")
     from fovea_ray.pipeline.extract import _cluster_plan
 
-    _, actors, threads = _cluster_plan(args.device, None, None)
+    _, actors, threads = _cluster_plan(args.device, args.num_actors, args.torch_threads)
+    # The model-only loop gets every core the pipeline's actors use together.
+    loop_threads = min(os.cpu_count() or 1, actors * threads)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         manifest = make_manifest(args.data, args.n, args.canvas, args.ppd, tuple(args.ecc_band), work)
-        before, cpu_before = model_only(manifest, args, threads)
-        summary, wall, cpu_e2e = end_to_end(manifest, args, work)
-        after, cpu_after = model_only(manifest, args, threads)
+        before, cpu_before = model_only(manifest, args, loop_threads)
+        summary, wall, cpu_e2e, cpu_steady = end_to_end(manifest, args, work)
+        after, cpu_after = model_only(manifest, args, loop_threads)
     base = float(np.mean(before + after))
     cpu_base = float(np.mean(cpu_before + cpu_after))
     sustained = summary.steady_images_per_s
     whole = summary.done / wall
     mode = "backbone-only" if args.backbone_only else "full model"
-    print(f"machine: {_machine()}; {actors} actor(s) x {threads} torch threads")
+    print(f"machine: {_machine()}; pipeline: {actors} actor(s) x {threads} torch threads; "
+          f"model-only loop: {loop_threads} torch threads; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print(f"config: {args.data}, {summary.done} samples, {args.arch} ({mode}), canvas {args.canvas}, "
           f"layers {args.layers}, stats {args.stats}, batch {args.batch_size}, chunk {args.chunk_size}")
     print(f"model-only loop        : {base:8.3f} images/s  (before {before[0]:.3f}, after {after[0]:.3f})")
@@ -224,10 +285,16 @@ def throughput(args) -> None:
     print(f"end to end, whole run  : {whole:8.3f} images/s  ({wall:.1f} s incl. Ray/actor start-up and model build)")
     print(f"efficiency (sustained end to end / model-only): {sustained / base:.3f}")
     print(f"whole-run ratio (incl. start-up)             : {whole / base:.3f}")
-    print(f"CPU seconds per image: model-only {cpu_base:.2f}, end to end {cpu_e2e:.2f} (every process of the "
-          "run: driver, Ray, read/model/sink workers, incl. start-up)")
-    print(f"CPU-time efficiency (model-only / end-to-end CPU per image; independent of machine load): "
-          f"{cpu_base / cpu_e2e:.3f}")
+    print(f"tapped forward, wall seconds per image: {1 / base:.3f} in the model-only loop, "
+          f"{summary.forward_seconds / summary.done * actors:.3f} inside the pipeline's actors (per actor)")
+    print(f"model stage: {100 * summary.forward_share:.1f}% of its time in the tapped forward (the rest: decode, "
+          f"foveate, crop/paste, pixel controls, anchor scores); store writes {summary.write_seconds / summary.done:.4f} "
+          "s per image in the sink tasks")
+    print(f"CPU seconds per image: model-only {cpu_base:.2f}; end to end {cpu_steady:.2f} sustained, "
+          f"{cpu_e2e:.2f} whole run (every process of the run: driver, GCS, raylet, read/model/sink workers)")
+    print(f"CPU-time efficiency, sustained (model-only / end-to-end CPU per image; independent of machine "
+          f"load): {cpu_base / cpu_steady:.3f}")
+    print(f"CPU-time ratio, whole run (incl. Ray start-up, probe, actor start-up): {cpu_base / cpu_e2e:.3f}")
     ray.shutdown()
 
 
@@ -252,7 +319,7 @@ print(json.dumps({"n": n, "done": s.done, "seconds": time.perf_counter() - t0,
 def memory(args) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        manifest = make_manifest("synthetic", 40, 64, 16.0, (1.0, 1.5), work)
+        manifest = make_manifest("synthetic", 40, 160, 16.0, (9.5, 12.0), work)
         rows = []
         for n in args.sizes:
             out = subprocess.run([sys.executable, "-c", MEMORY_DRIVER, str(manifest), str(n), str(work / f"s{n}.zarr")],
@@ -261,7 +328,7 @@ def memory(args) -> None:
                 sys.exit(out.stderr[-3000:])
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"machine: {_machine()}; driver peak RSS (ru_maxrss of the driver process), resnet50 backbone-only, "
-          "layer1.0.bn3, canvas 64, chunk 50")
+          "layer1.0.bn3, canvas 160, chunk 50")
     for r in rows:
         print(f"  {r['n']:6d} samples: peak RSS {r['peak_rss_mib']:7.1f} MiB  ({r['done']} done in {r['seconds']:.1f} s)")
     print(f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")
@@ -275,13 +342,17 @@ def main() -> None:
     p.add_argument("--arch", default="resnet101")
     p.add_argument("--canvas", type=int, default=256)
     p.add_argument("--ppd", type=float, default=16.0)
-    p.add_argument("--ecc-band", type=float, nargs=2, default=(3.5, 5.0))
+    p.add_argument("--ecc-band", type=float, nargs=2, default=(9.5, 12.0))
     p.add_argument("--layers", nargs="+", default=["backbone.body.layer3.22.bn3"])
     p.add_argument("--stats", nargs="+", default=["mean", "median", "max"])
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--chunk-size", type=int, default=4)
     p.add_argument("--backbone-only", action="store_true")
     p.add_argument("--device", default=None)
+    p.add_argument("--num-actors", type=int, default=None, help="model actors (default: the pipeline's choice)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch threads, the actor's and the model-only loop's (default: the pipeline's choice, "
+                   "all cores per actor); 1 makes CPU seconds comparable on a loaded machine (no spin-waiting)")
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="memory mode: sample counts")
     args = p.parse_args()
     if args.mode == "memory":

@@ -244,6 +244,7 @@ def test_strict_stops_at_the_first_failure(ray_session, synthetic_coco, tmp_path
     from fovea_ray.pipeline import extract
 
     df, _ = _salted(make_manifest(synthetic_coco, 8), synthetic_coco, tmp_path)
+    df = df.iloc[:4].copy()  # one chunk of bad images: no forward pass needed to meet a failure
     out = tmp_path / "strict.zarr"
     with pytest.raises(InputError, match=r"(corrupt|truncated|empty|missing)\.jpg: .*--strict"):
         extract(df, out, **{**KW, "backbone_only": True, "strict": True})

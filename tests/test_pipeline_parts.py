@@ -166,3 +166,15 @@ def test_chunk_extractor_without_ray(synthetic_coco):
     # A chunk where everything failed still has the store's shapes.
     res = ex.process([b"", b""], ["missing file (not found)"] * 2, fix[:2], win[:2], np.zeros((2, 4)), [1, 1])
     assert res.activations[layers[0]].shape == (2, 256, 2) and np.isnan(res.activations[layers[0]]).all()
+
+
+def test_sustained_rate_ignores_start_up_and_one_late_chunk():
+    from fovea_ray.pipeline.extract import sustained_rate
+
+    # 10 chunks of 4 samples at 2 samples/s after a 20 s start-up; chunk 5 stored 1 s late.
+    t = [20.0 + 2.0 * i for i in range(10)]
+    t[5] += 1.0
+    arrivals = [(ti, 4 * (i + 1)) for i, ti in enumerate(t)]
+    assert sustained_rate(arrivals) == pytest.approx(2.0, rel=0.05)
+    assert sustained_rate(arrivals[:2]) == pytest.approx(2.0)  # two chunks: first to last
+    assert sustained_rate(arrivals[:1]) == 0.0

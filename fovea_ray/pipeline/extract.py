@@ -27,7 +27,7 @@ import os
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -199,6 +199,19 @@ def _probe(arch: str, weights: str | None, canvas, seed: int, layers, stats, bac
     return facts
 
 
+def _actor_env() -> dict[str, str]:
+    """Environment of the model actors' processes (read before torch starts OpenMP).
+
+    OpenMP's default "active" waiting makes idle torch threads spin for their next task.
+    The read and sink stages, Ray's daemons and the driver share the actor's cores, and
+    a spinning thread then holds a core they need while its descheduled sibling delays
+    every barrier: measured here, 2 torch threads on 2 busy cores used 2-3x the CPU per
+    image of passive waiting, and ran slower (benchmarks/README.md). Passive waiting costs
+    a wake-up latency of microseconds per parallel region. The user's own setting wins.
+    """
+    return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+
+
 def _cause(exc: BaseException) -> BaseException:
     """The user's exception inside a Ray task error (so its one-line message reaches the CLI)."""
     seen = exc
@@ -208,6 +221,24 @@ def _cause(exc: BaseException) -> BaseException:
             break
         seen = cause
     return seen
+
+
+def sustained_rate(arrivals: Sequence[tuple[float, float]]) -> float:
+    """Samples per second after start-up: the least-squares slope of samples done vs time.
+
+    ``arrivals`` holds (seconds, cumulative samples) per stored chunk. The first chunk is
+    left out: it carries the start-up, and its write may wait for a sink worker to start,
+    which would bias a first-to-last difference. A slope over all later chunks is robust
+    to one late or early arrival. Falls back to first-to-last with fewer than 3 chunks.
+    """
+    pts = list(arrivals[1:]) if len(arrivals) >= 3 else list(arrivals)
+    if len(pts) < 2:
+        return 0.0
+    t = np.array([p[0] for p in pts], dtype=np.float64)
+    n = np.array([p[1] for p in pts], dtype=np.float64)
+    if np.ptp(t) <= 0:
+        return 0.0
+    return float(np.polyfit(t, n, 1)[0])
 
 
 def extract(
@@ -230,6 +261,7 @@ def extract(
     torch_threads: int | None = None,
     storage_options: dict | None = None,
     progress: bool = True,
+    on_chunk: Callable[[dict], None] | None = None,
 ) -> ExtractSummary:
     """Extract tapped, reduced activations for every manifest sample into a Zarr store.
 
@@ -256,6 +288,8 @@ def extract(
         torch_threads: torch intra-op threads per CPU actor (default: the cores per actor).
         storage_options: fsspec options for remote images and stores.
         progress: show Ray Data's progress bars.
+        on_chunk: called in the driver as each chunk is stored, with ``{"chunk", "n",
+            "n_failed", "elapsed_s"}`` (progress reporting, benchmarks).
 
     Returns:
         The run's :class:`ExtractSummary` (also stored as the ``last_run`` attribute).
@@ -361,12 +395,16 @@ def extract(
     ctx.enable_operator_progress_bars = bool(progress)
     ctx.execution_options.preserve_order = False
     compute = (ActorPoolStrategy(min_size=1, max_size=n_actors) if use_gpu else ActorPoolStrategy(size=n_actors))
+    # Logical CPUs per model actor: leave one CPU's worth to the read and sink tasks (0.5 each),
+    # or they could never be scheduled beside a pool that fills the machine.
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    actor_cpus = 1.0 if use_gpu else max(0.25, min(float(threads), (cpus - 1.0) / n_actors, 1.0 * threads))
     rows = _chunk_rows(df, plan, pending)
     ds = (
         ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
         .map(read_chunk, fn_kwargs={"storage_options": storage_options}, num_cpus=0.5)
         .map_batches(ChunkExtractor, fn_constructor_kwargs={"spec": spec}, batch_size=1, compute=compute,
-                     num_gpus=1 if use_gpu else 0, num_cpus=1)
+                     num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus, runtime_env={"env_vars": _actor_env()})
         .map_batches(write_chunks, batch_size=1, num_cpus=0.5,
                      fn_kwargs={"store_path": out, "strict": bool(strict), "storage_options": storage_options})
     )
@@ -374,16 +412,11 @@ def extract(
     file_names = df["file_name"].astype(str).to_numpy()
     store.update_attrs(status="running")
     t0 = time.perf_counter()
-    t_first = t_last = None
-    after_first = 0
+    arrivals: list[tuple[float, int]] = []  # (seconds, samples so far) as chunks are stored
     try:
         for row in ds.iter_rows():
             now = time.perf_counter()
-            if t_first is None:
-                t_first = now
-            else:
-                after_first += int(row["n"])
-            t_last = now
+            arrivals.append((now - t0, (arrivals[-1][1] if arrivals else 0) + int(row["n"])))
             failures = json.loads(row["failures"])
             if not row["written"]:
                 sample, reason = failures[0]
@@ -391,7 +424,13 @@ def extract(
                                  "first failure; its chunk was not written)")
             summary.done += int(row["n"])
             summary.failed += len(failures)
+            summary.model_seconds += float(row["seconds"])
+            summary.forward_seconds += float(row["forward_seconds"])
+            summary.write_seconds += float(row["write_seconds"])
             summary.failures.extend((int(s), str(file_names[s]), str(r)) for s, r in failures)
+            if on_chunk is not None:
+                on_chunk({"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures),
+                          "elapsed_s": now - t0})
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray
@@ -401,10 +440,9 @@ def extract(
         raise
     finally:
         summary.seconds = time.perf_counter() - t0
-        if t_first is not None:
-            summary.first_chunk_s = t_first - t0
-            if t_last > t_first:
-                summary.steady_images_per_s = after_first / (t_last - t_first)
+        if arrivals:
+            summary.first_chunk_s = arrivals[0][0]
+            summary.steady_images_per_s = sustained_rate(arrivals)
         summary.failures.sort()
         summary.complete = not store.pending_chunks()
         store.update_attrs(status="complete" if summary.complete else "incomplete", last_run=summary.to_dict())

@@ -29,7 +29,8 @@ def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool 
     Input rows (from :class:`fovea_ray.pipeline.actor.ChunkExtractor`): ``chunk``, ``n``
     (valid samples), ``act:<layer>`` (K, C, S) arrays padded to the chunk size,
     ``controls`` (K, 3, S'), ``anchor_score`` (K,), ``errors`` (JSON list of K strings),
-    ``weights_checksum``, ``seconds``.
+    ``weights_checksum``, ``seconds`` (model stage wall time), ``forward_seconds`` (of which
+    the tapped forward).
 
     With ``strict`` a chunk holding a failed sample is not written (so a rerun meets
     the same failure again); the driver turns the returned failure into an error.
@@ -39,7 +40,7 @@ def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool 
     store = open_store(store_path, mode="r+", storage_options=storage_options)
     layers = store.layers
     out: dict[str, list] = {k: [] for k in ("chunk", "n", "n_failed", "failures", "written",
-                                            "weights_checksum", "seconds")}
+                                            "weights_checksum", "seconds", "forward_seconds", "write_seconds")}
     for r in range(len(batch["chunk"])):
         t0 = time.perf_counter()
         chunk, n = int(batch["chunk"][r]), int(batch["n"][r])
@@ -61,5 +62,7 @@ def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool 
         out["failures"].append(json.dumps(failures))
         out["written"].append(written)
         out["weights_checksum"].append(str(batch["weights_checksum"][r]))
-        out["seconds"].append(float(batch["seconds"][r]) + time.perf_counter() - t0)
+        out["seconds"].append(float(batch["seconds"][r]))
+        out["forward_seconds"].append(float(batch["forward_seconds"][r]) if "forward_seconds" in batch else float("nan"))
+        out["write_seconds"].append(time.perf_counter() - t0)
     return {k: np.asarray(v) for k, v in out.items()}

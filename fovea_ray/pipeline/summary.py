@@ -33,9 +33,20 @@ class ExtractSummary:
     #: Seconds from the pipeline's start to its first finished chunk (actor start-up, model
     #: build, the first chunk's work): the fixed cost that a long run amortises.
     first_chunk_s: float = 0.0
-    #: Samples finished after the first chunk, per second until the last one: the sustained
-    #: rate (what the benchmark compares with the model-only loop).
+    #: The sustained rate after start-up: the slope of samples stored vs time over the chunks
+    #: after the first (:func:`fovea_ray.pipeline.extract.sustained_rate`); what the benchmark
+    #: compares with the model-only loop.
     steady_images_per_s: float = 0.0
+    #: Model-stage seconds (all actors), of which in the tapped forward, and sink write seconds.
+    model_seconds: float = 0.0
+    forward_seconds: float = 0.0
+    write_seconds: float = 0.0
+
+    @property
+    def forward_share(self) -> float:
+        """Fraction of the model stage's time spent in the tapped forward (the rest is decode,
+        foveation, crop and paste, pixel controls and anchor scores)."""
+        return self.forward_seconds / self.model_seconds if self.model_seconds > 0 else 0.0
 
     @property
     def good(self) -> int:
@@ -52,6 +63,7 @@ class ExtractSummary:
         d = asdict(self)
         d["failures"] = [list(f) for f in self.failures[:1000]]
         d["images_per_s"] = self.images_per_s
+        d["forward_share"] = self.forward_share
         return d
 
     def format(self) -> str:
@@ -64,6 +76,8 @@ class ExtractSummary:
             f"  throughput: {self.images_per_s:.2f} images/s over {self.seconds:.1f} s "
             f"({self.actors} {self.device} actor{'s' if self.actors != 1 else ''}; first chunk after "
             f"{self.first_chunk_s:.1f} s, then {self.steady_images_per_s:.2f} images/s)",
+            f"  model stage: {self.model_seconds:.1f} s, {100 * self.forward_share:.0f}% of it in the tapped forward; "
+            f"store writes: {self.write_seconds:.1f} s",
         ]
         if self.failures:
             lines.append(f"  failed samples ({self.failed}; reasons are in samples/error):")
