@@ -286,7 +286,7 @@ def throughput(args) -> None:
     print(f"efficiency (sustained end to end / model-only): {sustained / base:.3f}")
     print(f"whole-run ratio (incl. start-up)             : {whole / base:.3f}")
     print(f"tapped forward, wall seconds per image: {1 / base:.3f} in the model-only loop, "
-          f"{summary.forward_seconds / summary.done * actors:.3f} inside the pipeline's actors (per actor)")
+          f"{summary.forward_seconds / summary.done:.3f} inside a pipeline actor")
     print(f"model stage: {100 * summary.forward_share:.1f}% of its time in the tapped forward (the rest: decode, "
           f"foveate, crop/paste, pixel controls, anchor scores); store writes {summary.write_seconds / summary.done:.4f} "
           "s per image in the sink tasks")
