@@ -299,7 +299,7 @@ def test_frozen_bn_calibration_normalises_a_random_backbone(tiny_coco, tmp_path)
     from fovea_ray.train.loop import build_training_model, calibrate_frozen_bn
 
     model = build_training_model(_cfg(tiny_coco, tmp_path), 91)
-    images = [im.float() / 255 for im in _raw_batch(tiny_coco, 4)[0]]
+    images = [im.float() / 255 for im in _raw_batch(tiny_coco, 2)[0]]
     batch = model.transform(images)[0].tensors
     with torch.no_grad():
         before = model.backbone.body(batch)["3"].std().item()
@@ -433,3 +433,24 @@ def test_cli_bad_annotation_file_is_one_line(tmp_path):
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"fovea-ray: error: {tmp_path / 'none.json'}: annotation file not found"]
+
+
+def test_annotations_and_images_from_fsspec_urls(tiny_coco):
+    """s3://-style URLs work like paths (here fsspec's in-memory file system)."""
+    import fsspec
+
+    from fovea_ray.train.dataset import CocoInstances, LabelMap, load_coco
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/tc/instances.json", (tiny_coco / "instances.json").read_bytes())
+    for f in (tiny_coco / "images").iterdir():
+        fs.pipe(f"/tc/images/{f.name}", f.read_bytes())
+    local = load_coco(tiny_coco / "instances.json")
+    remote = load_coco("memory://tc/instances.json")
+    assert remote.dataset == local.dataset
+    lm = LabelMap.for_categories(local.getCatIds())
+    a = CocoInstances(local, tiny_coco / "images", lm)[1]
+    b = CocoInstances(remote, "memory://tc/images", lm)[1]
+    assert torch.equal(a[0], b[0]) and all(torch.equal(a[1][k], b[1][k]) for k in a[1])
+    with pytest.raises(InputError, match="memory://tc/nope.json: annotation file not found"):
+        load_coco("memory://tc/nope.json")

@@ -31,7 +31,7 @@ import torch
 
 from fovea_ray.errors import InputError
 
-__all__ = ["CocoInstances", "LabelMap", "StepSampler", "collate", "load_coco", "quiet_prints", "split_holdout"]
+__all__ = ["CocoInstances", "LabelMap", "StepSampler", "collate", "is_url", "load_coco", "quiet_prints", "split_holdout"]
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +51,42 @@ def quiet_prints() -> Iterator[None]:
         builtins.print = saved
 
 
+def is_url(path: str | Path) -> bool:
+    """Whether ``path`` is an fsspec URL (``s3://``, ``gs://``, ``https://``, ...)."""
+    return "://" in str(path)
+
+
+def _read_bytes(location: str | Path) -> bytes:
+    if is_url(location):
+        import fsspec
+
+        with fsspec.open(str(location), "rb") as fh:
+            return fh.read()
+    return Path(location).read_bytes()
+
+
 def load_coco(ann_file: str | Path) -> Any:
-    """``pycocotools.coco.COCO`` for ``ann_file``, quietly, with a one-line error if unreadable."""
+    """``pycocotools.coco.COCO`` for ``ann_file`` (a path or an fsspec URL), quietly, with a
+    one-line error naming the file if it is missing or unreadable."""
+    import json
+
     from pycocotools.coco import COCO
 
-    path = Path(ann_file).expanduser()
-    if not path.is_file():
-        raise InputError(f"{path}: annotation file not found")
+    path: str | Path = str(ann_file) if is_url(ann_file) else Path(ann_file).expanduser()
     try:
+        raw = _read_bytes(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: annotation file not found") from None
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: annotation file not readable ({type(err).__name__}: {err})") from err
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("the top level is not a JSON object")
         with quiet_prints():
-            coco = COCO(str(path))
+            coco = COCO()
+            coco.dataset = data
+            coco.createIndex()
     except (ValueError, KeyError, TypeError, AssertionError) as err:
         raise InputError(f"{path}: not a COCO instances file ({type(err).__name__}: {err})") from err
     if "images" not in coco.dataset or "annotations" not in coco.dataset:
@@ -117,17 +143,19 @@ def split_holdout(image_ids: Sequence[int], n_holdout: int, seed: int) -> tuple[
     return [i for i in ids if i not in held], sorted(held)
 
 
-def _decode(path: Path) -> torch.Tensor:
-    """RGB uint8 (3, H, W); greyscale, CMYK, palette and alpha inputs become RGB."""
-    from torchvision.io import ImageReadMode, decode_image, read_file
+def _decode(location: str | Path) -> torch.Tensor:
+    """RGB uint8 (3, H, W) from a path or fsspec URL; greyscale, CMYK, palette and alpha
+    inputs become RGB."""
+    from torchvision.io import ImageReadMode, decode_image
 
+    data = _read_bytes(location)
     try:
-        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB)
+        return decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB)
     except (RuntimeError, ValueError):
         # Formats libjpeg/libpng refuse (CMYK JPEG, 16-bit PNG, ...) still open with PIL.
         from PIL import Image
 
-        with Image.open(path) as im:
+        with Image.open(io.BytesIO(data)) as im:
             arr = np.asarray(im.convert("RGB"))
         return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
@@ -137,7 +165,8 @@ class CocoInstances(torch.utils.data.Dataset):
 
     Args:
         coco: a loaded ``pycocotools.coco.COCO`` (see :func:`load_coco`).
-        images: the image folder (``file_name`` is relative to it).
+        images: the image folder (``file_name`` is relative to it): a path or an fsspec
+            URL such as ``s3://bucket/coco/train2017`` (bytes are fetched per item).
         label_map: category id -> label mapping.
         image_ids: which images (default: all); for training, those without a usable
             object are dropped (``train=True``).
@@ -150,8 +179,8 @@ class CocoInstances(torch.utils.data.Dataset):
 
     def __init__(self, coco: Any, images: str | Path, label_map: LabelMap, image_ids: Sequence[int] | None = None, *, train: bool = True) -> None:
         self.coco = coco
-        self.root = Path(images).expanduser()
-        if not self.root.is_dir():
+        self.root: str | Path = str(images).rstrip("/") if is_url(images) else Path(images).expanduser()
+        if isinstance(self.root, Path) and not self.root.is_dir():
             raise InputError(f"{self.root}: image folder not found")
         self.label_of = label_map.labels()
         ids = sorted(coco.getImgIds()) if image_ids is None else [int(i) for i in image_ids]
@@ -167,8 +196,10 @@ class CocoInstances(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def image_path(self, index: int) -> Path:
-        return self.root / self.coco.imgs[self.ids[index]]["file_name"]
+    def image_path(self, index: int) -> str | Path:
+        """Where item ``index``'s image lives (a path, or a URL under a URL root)."""
+        name = self.coco.imgs[self.ids[index]]["file_name"]
+        return f"{self.root}/{name}" if isinstance(self.root, str) else self.root / name
 
     def target(self, image_id: int, height: int, width: int) -> dict[str, torch.Tensor]:
         """torchvision detection target of one image (crowd and degenerate objects left out)."""

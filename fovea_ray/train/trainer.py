@@ -49,7 +49,22 @@ class TrainResult:
 
 
 def _abs(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
+    from fovea_ray.train.dataset import is_url
+
+    if path is None or is_url(path):
+        return path
+    return str(Path(path).expanduser().resolve())
+
+
+def _exists(location: str | Path) -> bool:
+    from fovea_ray.train.dataset import is_url
+
+    if is_url(location):
+        import fsspec
+
+        fs, p = fsspec.core.url_to_fs(str(location))
+        return fs.exists(p)
+    return Path(location).exists()
 
 
 def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
@@ -70,7 +85,7 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     train_set = CocoInstances(coco, cfg.images, label_map, train_ids, train=True)
     if len(train_set) == 0:
         raise InputError(f"{cfg.ann_file}: no training image has a usable (non-crowd, non-degenerate) object")
-    missing = [train_set.image_path(i) for i in range(min(len(train_set), 3)) if not train_set.image_path(i).is_file()]
+    missing = [train_set.image_path(i) for i in range(min(len(train_set), 3)) if not _exists(train_set.image_path(i))]
     if missing:
         raise InputError(f"{missing[0]}: image not found (is --images the folder the annotations' file_name values are relative to?)")
     if cfg.val_ann_file is not None:
@@ -78,13 +93,16 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
         foreign = sorted(set(val.getCatIds()) - set(label_map.labels()))
         if foreign:
             raise InputError(f"{cfg.val_ann_file}: categories {foreign[:5]} do not occur in the training annotations")
-        if not Path(cfg.val_images).is_dir():
+        if not _exists(cfg.val_images):
             raise InputError(f"{cfg.val_images}: validation image folder not found")
     for name in ("weights", "backbone_weights"):
         value = getattr(cfg, name)
         if value and value.lower() not in ("none", "torchvision") and not Path(value).exists():
             raise InputError(f"{value}: {name.replace('_', ' ')} not found")
 
+    if "://" in cfg.out:
+        raise InputError(f"{cfg.out}: --out must be a folder path (on a cluster: one every node mounts, e.g. NFS/EFS); "
+                         "images and annotations may be URLs")
     out = Path(cfg.out)
     existing = list_checkpoints(out)
     for step, directory in existing[:1]:
