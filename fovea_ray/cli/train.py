@@ -19,8 +19,8 @@ def _milestones(text: str) -> tuple[float, ...]:
 
 
 def train(
-    ann_file: Path = typer.Option(..., "--ann-file", help="COCO instances JSON of the training set."),
-    images: Path = typer.Option(..., "--images", help="Folder the annotations' file_name values are relative to."),
+    ann_file: str = typer.Option(..., "--ann-file", help="COCO instances JSON of the training set (path or fsspec URL)."),
+    images: str = typer.Option(..., "--images", help="Folder the annotations' file_name values are relative to (path or URL)."),
     out: Path = typer.Option(..., "--out", help="Output folder: checkpoints, metrics.jsonl; rerun the same command to resume."),
     steps: int = typer.Option(1000, "--steps", help="Optimizer steps in total (a resumed run continues to this count)."),
     workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks); one GPU each when GPUs are used."),
@@ -52,8 +52,8 @@ def train(
     rpn_batch: int = typer.Option(256, "--rpn-batch", help="Anchors sampled per image for the RPN loss (torchvision: 256)."),
     roi_batch: int = typer.Option(512, "--roi-batch", help="Proposals sampled per image for the box/mask heads (torchvision: 512)."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classes incl. background (default 91: COCO ids are the labels)."),
-    val_ann_file: Optional[Path] = typer.Option(None, "--val-ann-file", help="COCO instances JSON of a validation set (with --val-images)."),
-    val_images: Optional[Path] = typer.Option(None, "--val-images", help="Image folder of the validation set."),
+    val_ann_file: Optional[str] = typer.Option(None, "--val-ann-file", help="COCO instances JSON of a validation set (with --val-images)."),
+    val_images: Optional[str] = typer.Option(None, "--val-images", help="Image folder of the validation set (path or URL)."),
     val_holdout: int = typer.Option(0, "--val-holdout", help="Hold out this many training images as the validation set (without --val-ann-file)."),
     eval_every: int = typer.Option(0, "--eval-every", help="COCO AP every N steps (0 = only at the end; needs a validation set)."),
     eval_max_images: Optional[int] = typer.Option(None, "--eval-max-images", help="Evaluate on at most this many validation images."),
@@ -64,15 +64,17 @@ def train(
     seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, data order, fixations and flips."),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
 ) -> None:
-    """Train Mask R-CNN on foveated COCO with Ray Train (TorchTrainer, DDP).
+    """Train Mask R-CNN on foveated COCO with Ray Train (TorchTrainer, DDP; one GPU per worker where there are GPUs).
 
-    Every training image is foveated on the device inside the training step by the same
-    Foveator the analysis uses, at the fixation policy's point. Checkpoints
-    (OUT/ray_train/checkpoint_<step>/model.pt + meta.json) load directly with
-    `fovea-ray extract --weights OUT`. Progress goes to the terminal and to
-    OUT/metrics.jsonl (step, loss and its parts, lr, images/s, foveation time share, and
-    COCO box/mask AP at evaluations). Killing the run and rerunning the same command
-    resumes from the last checkpoint; the step count continues.
+    Every training image is foveated on the device inside the training step by the analysis' own Foveator, at the policy's fixation (--fixation none trains the unfoveated control).
+
+    Annotations and images may be local paths or fsspec URLs (s3://...); --out is a folder (on a cluster, one every node mounts).
+
+    Checkpoints (OUT/ray_train/checkpoint_<step>/model.pt + meta.json) load directly with `fovea-ray extract --weights OUT`.
+
+    Progress goes to the terminal and to OUT/metrics.jsonl: step, loss and its parts, lr, images/s, the foveation share of the step, and COCO box/mask AP at evaluations.
+
+    Killing the run and rerunning the same command resumes from the last checkpoint; the step count continues.
     """
     from fovea_ray.train import TrainConfig
     from fovea_ray.train import train as run_training
