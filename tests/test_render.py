@@ -111,7 +111,7 @@ def test_object_lands_centred_on_the_canvas(synthetic_coco):
     from fovea_ray.foveation import Foveator
 
     df = build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", canvas=128, n_per_type=3,
-                        ecc_band=(3.0, 4.0), max_window_fraction=0.5)
+                        ecc_band=(8.0, 12.0), max_window_fraction=0.5)
     imgs = [decode_image(open(u, "rb").read()) for u in df["image_uri"]]
     fix = np.stack(df["fixation_xy"].to_numpy())
     win = np.stack(df["window_xywh"].to_numpy())
