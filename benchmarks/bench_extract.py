@@ -30,6 +30,10 @@ network configuration, each in a fresh driver process.
     python benchmarks/bench_extract.py                                # synthetic, R101, canvas 256
     python benchmarks/bench_extract.py --data coco128 --canvas 640 --n 16
     python benchmarks/bench_extract.py memory
+    python benchmarks/bench_extract.py omp          # OpenMP wait policy x torch threads
+
+``omp``: the tapped forward alone with OpenMP's active (default) and passive waiting, 1 and
+2 torch threads, each in a fresh process (the policy is read when OpenMP starts).
 """
 
 from __future__ import annotations
@@ -334,9 +338,37 @@ def memory(args) -> None:
     print(f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")
 
 
+OMP_LOOP = r"""
+import os, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[1]))
+from fovea_ray.model import build_model
+from fovea_ray.taps import Tapper
+tapper = Tapper(build_model("resnet101", None, (256, 256), seed=0), ["backbone.body.layer3.22.bn3"])
+x = torch.rand(8, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+tapper(x[:4])
+w0, c0 = time.perf_counter(), time.process_time()
+for lo in (0, 4, 0, 4):
+    tapper(x[lo:lo + 4])
+print((time.perf_counter() - w0) / 16, (time.process_time() - c0) / 16)
+"""
+
+
+def omp(args) -> None:
+    """The tapped forward (R101, canvas 256, batch 4) per OpenMP wait policy and thread count."""
+    print(f"machine: {_machine()}; load average {os.getloadavg()[0]:.1f}")
+    for threads in (1, 2):
+        for policy in ("ACTIVE", "PASSIVE"):
+            env = {**os.environ, "OMP_WAIT_POLICY": policy}
+            out = subprocess.run([sys.executable, "-c", OMP_LOOP, str(threads)], env=env, capture_output=True,
+                                 text=True, timeout=1800)
+            wall, cpu = (float(v) for v in out.stdout.split()[-2:])
+            print(f"  {threads} thread(s), OMP_WAIT_POLICY={policy:<7}: {wall:.3f} s/image wall, {cpu:.3f} CPU s/image")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "memory"])
+    p.add_argument("mode", nargs="?", default="throughput", choices=["throughput", "memory", "omp"])
     p.add_argument("--data", default="synthetic", choices=["synthetic", "coco128"])
     p.add_argument("--n", type=int, default=32, help="samples")
     p.add_argument("--arch", default="resnet101")
@@ -357,6 +389,8 @@ def main() -> None:
     args = p.parse_args()
     if args.mode == "memory":
         memory(args)
+    elif args.mode == "omp":
+        omp(args)
     else:
         throughput(args)
 
