@@ -229,11 +229,12 @@ def sustained_rate(arrivals: Sequence[tuple[float, float]]) -> float:
     ``arrivals`` holds (seconds, cumulative samples) per stored chunk. The first chunk is
     left out: it carries the start-up, and its write may wait for a sink worker to start,
     which would bias a first-to-last difference. A slope over all later chunks is robust
-    to one late or early arrival. Falls back to first-to-last with fewer than 3 chunks.
+    to one late or early arrival. With fewer than 5 chunks there is no meaningful slope
+    (a few chunks stored together would read as a huge rate): 0.0, "not measured".
     """
-    pts = list(arrivals[1:]) if len(arrivals) >= 3 else list(arrivals)
-    if len(pts) < 2:
+    if len(arrivals) < 5:
         return 0.0
+    pts = list(arrivals[1:])
     t = np.array([p[0] for p in pts], dtype=np.float64)
     n = np.array([p[1] for p in pts], dtype=np.float64)
     if np.ptp(t) <= 0:
