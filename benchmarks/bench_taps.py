@@ -10,7 +10,7 @@ Prints, for one batch (default 2 x 3 x 512 x 512, ResNet-101 FPN):
 3. host bytes of the returned taps at two image sizes (they must not grow with H x W).
 
 Timings interleave the variants (A B C A B C ...) so that load drifting on a shared machine
-hits all of them alike, and report the median of the repeats.
+hits all of them alike; ratios use the best of the repeats (the least disturbed run).
 
 Random weights follow torchvision's initialisation except that every block's last batch
 norm is scaled to 0.2 and the heads keep ``--detections`` (20) detections per image
@@ -59,6 +59,19 @@ def timed(fn, device: torch.device) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
+def _timed_reduce(reduce, acc: list[float], device: torch.device):
+    def wrapper(feature: torch.Tensor) -> torch.Tensor:
+        _sync(device)
+        start, cpu = time.perf_counter(), time.process_time()
+        out = reduce(feature)
+        _sync(device)
+        acc[0] += time.perf_counter() - start
+        acc[1] += time.process_time() - cpu
+        return out
+
+    return wrapper
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="resnet101")
@@ -68,10 +81,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 gives steady CPU-time ratios on a shared machine)")
     parser.add_argument("--detections", type=int, default=20, help="detections kept per image (realistic heads)")
     parser.add_argument("--no-realistic-heads", action="store_true")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     model = build_model(args.arch, canvas=(args.size, args.size), device=device)
     if not args.no_realistic_heads:
@@ -89,6 +105,12 @@ def main() -> None:
     tap_layer3 = Tapper(model, LAYER3, STATS, backbone_only=True)
     tap_body = Tapper(model, BOTTLENECKS, STATS, backbone_only=True)
     assert len(tap_full.layers) == 33 or args.arch != "resnet101"
+    # Time spent inside the tap hooks (the reductions), per tapper: the taps' own cost,
+    # measured directly, whatever else the machine is doing.
+    hook_time: dict[int, list[float]] = {}
+    for tapper in (tap_full, tap_nomask, tap_layer3, tap_body):
+        hook_time[id(tapper)] = [0.0, 0.0]
+        tapper._reduce = _timed_reduce(tapper._reduce, hook_time[id(tapper)], device)
 
     def baseline() -> None:
         with torch.inference_mode():
@@ -109,6 +131,8 @@ def main() -> None:
     for _ in range(args.warmup):
         for fn in variants.values():
             fn()
+    for acc in hook_time.values():
+        acc[:] = [0.0, 0.0]
     times: dict[str, list[float]] = {name: [] for name in variants}
     cpu_times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(args.repeats):
@@ -116,8 +140,11 @@ def main() -> None:
             wall, cpu = timed(fn, device)
             times[name].append(wall)
             cpu_times[name].append(cpu)
-    med = {name: statistics.median(ts) for name, ts in times.items()}
-    med_cpu = {name: statistics.median(ts) for name, ts in cpu_times.items()}
+    # The minimum over repeats is the estimate least disturbed by other processes
+    # (timeit's advice); medians are printed beside it.
+    med = {name: min(ts) for name, ts in times.items()}
+    med_cpu = {name: min(ts) for name, ts in cpu_times.items()}
+    median_wall = {name: statistics.median(ts) for name, ts in times.items()}
 
     proposals: dict[str, list[int]] = {}
 
@@ -129,12 +156,19 @@ def main() -> None:
         detections = [len(d["boxes"]) for d in model(image_list)]
     hook.remove()
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads, {platform.processor() or platform.machine()})"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()})"
     print(f"bench_taps: {args.arch} FPN Mask R-CNN, batch {args.batch} x 3 x {args.size} x {args.size}, device {name}")
-    print(f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; median of {args.repeats} repeats after {args.warmup} warm-up")
-    print("  (wall time; process CPU time in brackets: on a shared machine CPU time is the steadier measure)")
+    print(f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; best of {args.repeats} interleaved repeats after {args.warmup} warm-up")
+    print("  (best wall time; process CPU time in brackets; median wall time in parentheses)")
     for key, value in med.items():
-        print(f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (wall runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})")
+        print(f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (median {median_wall[key] * 1000:.0f} ms; runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})")
+    hooks_wall = hook_time[id(tap_full)][0] / args.repeats
+    hooks_cpu = hook_time[id(tap_full)][1] / args.repeats
+    print(
+        f"time inside the 33 tap hooks per batch: {hooks_wall * 1000:.0f} ms wall, {hooks_cpu * 1000:.0f} ms CPU = "
+        f"{hooks_wall / med['untapped model(images)'] * 100:.1f} % / {hooks_cpu / med_cpu['untapped model(images)'] * 100:.1f} % "
+        f"of the best untapped forward's wall / CPU time; {hooks_cpu / med_cpu['untapped transform + backbone body'] * 100:.1f} % of the body's CPU time"
+    )
     base = med["untapped model(images)"]
     over_masks = med[f"full + {len(tap_full.layers)} taps (masks on)"] / base - 1
     over_nomask = med[f"full + {len(tap_full.layers)} taps (masks off)"] / base - 1
