@@ -24,21 +24,19 @@ def test_bit_identical_with_one_or_two_workers(ray_session, data, capsys):
                                        max_workers=w, progress=True)
             for w in (1, 2)]
     a, b = runs
-    assert a.full_permutation_info["backend"] == "ray" and a.full_permutation_info["n_chunks"] == 1
+    assert a.full_permutation_info["backend"] == "ray" and a.full_permutation_info["n_groups"] == 1
     np.testing.assert_array_equal(a.null_accuracies, b.null_accuracies)
     assert a.p_permutation == b.p_permutation
     assert "full permutation" in capsys.readouterr().err            # progress was shown
-    # Several chunks (tasks): still identical with 1 or 2 in flight, and identical to running in-process.
-    kw = dict(n_permutations=25, seed=4, test_size=0.5, chunk_size=7)
+    # Several groups (tasks, each a re-split): identical with 1 or 2 in flight, and in-process.
+    kw = dict(n_permutations=27, seed=4, test_size=0.5, group_size=7)
     one = full_permutation_null(X, y, a.train_index, max_workers=1, **kw)
     two = full_permutation_null(X, y, a.train_index, max_workers=2, **kw)
     local = full_permutation_null(X, y, a.train_index, use_ray=False, **kw)
-    assert one.n_chunks == 4
+    assert (one.n_groups, one.group_size, one.n_permutations) == (4, 7, 27)
     np.testing.assert_array_equal(one.null_accuracies, two.null_accuracies)
     np.testing.assert_array_equal(one.null_accuracies, local.null_accuracies)
     assert one.observed_accuracy == two.observed_accuracy == local.observed_accuracy
-    # The first 25 of the 30 permutations are the same draws (keyed by index, not by chunk).
-    np.testing.assert_array_equal(one.null_accuracies, a.null_accuracies[:25])
 
 
 def test_full_permutation_detects_a_shift_and_uses_the_exact_optimum(ray_session, data):

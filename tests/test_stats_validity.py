@@ -65,7 +65,8 @@ def test_asymptotic_and_half_permutation_sizes(null_runs):
     assert 0.35 < np.mean(p <= 0.5) < 0.65
 
 
-def test_full_permutation_size(null_runs):
+@pytest.mark.parametrize("group_size", [64, 5])   # one group (the observed split), or 4 re-splits of 5
+def test_full_permutation_size(null_runs, group_size):
     data, results = null_runs
     Xs = np.stack([X for X, _ in data])
     ys = np.stack([y for _, y in data])
@@ -75,11 +76,13 @@ def test_full_permutation_size(null_runs):
     P = 19
     with threadpool_limits(1):
         obs, null = full_permutation_many(Xs, ys, masks, n_permutations=P, seeds=list(range(N_DATASETS)),
-                                          test_size=0.5)
+                                          test_size=0.5, group_size=group_size)
+    assert null.shape == (N_DATASETS, P)
     p = (1 + (null >= obs[:, None]).sum(1)) / (P + 1)
     rate = np.mean(p <= ALPHA)
     lo, hi = binomial_interval(N_DATASETS)
-    print(f"full permutation (P={P}) null rejection rate {rate:.3f}; 99% interval [{lo:.3f}, {hi:.3f}]")
+    print(f"full permutation (P={P}, groups of {min(group_size, P + 1)}) null rejection rate {rate:.3f}; "
+          f"99% interval [{lo:.3f}, {hi:.3f}]")
     assert lo <= rate <= hi
     # The observed fit is the same procedure as the null fits: its accuracy is null-like.
     assert abs(np.mean(obs) - np.mean(null)) < 0.01
@@ -91,8 +94,11 @@ def test_full_permutation_many_matches_single_data_set(null_runs):
     res = results[7]
     mask = np.zeros(y.size, dtype=bool)
     mask[res.train_index] = True
-    obs, null = full_permutation_many(X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5)
-    single = full_permutation_null(X, y, res.train_index, n_permutations=9, seed=7, test_size=0.5, use_ray=False)
+    obs, null = full_permutation_many(X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5,
+                                      group_size=4)
+    single = full_permutation_null(X, y, res.train_index, n_permutations=9, seed=7, test_size=0.5, use_ray=False,
+                                   group_size=4)
+    assert single.n_permutations == 11 and null.shape == (1, 11)     # 3 groups of 4
     assert single.observed_accuracy == pytest.approx(obs[0])
     np.testing.assert_allclose(single.null_accuracies, null[0])
 

@@ -248,9 +248,11 @@ def full_permutation_part(X: np.ndarray, y: np.ndarray, train_index: np.ndarray,
         return TestOutcome.skip("full_permutation", f"{type(exc).__name__}: {exc}", cfg.alpha), None, []
     p_full = permutation_pvalue(full.observed_accuracy, full.null_accuracies)
     outcome = TestOutcome("full_permutation", full.observed_accuracy, p_full, cfg.alpha, alternative="greater",
-                          details={"n_permutations": int(n_permutations), "solver": full.solver,
+                          details={"n_permutations": full.n_permutations, "solver": full.solver,
                                    "solver_dtype": cfg.solver_dtype})
-    part = {"n_permutations": int(n_permutations), "p": p_full, "reject": bool(p_full <= cfg.alpha),
+    part = {"n_permutations": full.n_permutations, "n_permutations_requested": int(n_permutations),
+            "n_groups": full.n_groups, "group_size": full.group_size,
+            "p": p_full, "reject": bool(p_full <= cfg.alpha),
             "observed_accuracy": full.observed_accuracy, "null_accuracies": full.null_accuracies.tolist(),
             "solver": full.solver, "solver_dtype": cfg.solver_dtype, "backend": full.backend,
             "converged_fraction": full.converged_fraction, "wall_s": full.wall_s}

@@ -61,9 +61,11 @@ class C2STResult:
         p_permutation: ``(1 + #{null >= observed}) / (P + 1)``; NaN when ``permutation="none"``.
         null_accuracies: ``(P,)`` permutation accuracies (empty for "none").
         reject_asymptotic: ``p_asymptotic <= alpha`` (equivalently ``T <= -z_alpha``).
+        n_permutations: P as used ("full" rounds P up to fill equal groups; see
+            :mod:`fovea_ray.stats.permutation`).
         reject_permutation: "half": Kim's order-statistic rule ``alpha_* > alpha^(k)``,
             ``k = ceil((1 - alpha)(1 + P))``; "full": ``p_permutation <= alpha``; None for "none".
-        alpha, permutation, n_permutations, seed, test_size: the settings used.
+        alpha, permutation, seed, test_size: the settings used.
         permutation_observed_accuracy: the observed statistic the permutation p-value
             compares with: ``accuracy`` for "half"; for "full" with the default classifier,
             the accuracy of the batched solver's exact optimum on the same split (the
@@ -245,17 +247,18 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
         res = full_permutation_null(
             Xa, ya, train, n_permutations=P, seed=seed, test_size=test_size,
             classifier=None if _is_default_logistic(classifier) else classifier,
-            observed_accuracy=None if _is_default_logistic(classifier) else accuracy,
             use_ray=use_ray, address=address, max_workers=max_workers, device=device,
             dtype=solver_dtype, progress=progress,
         )
+        P = res.n_permutations
         null = res.null_accuracies
         perm_obs = res.observed_accuracy
         p_perm = permutation_pvalue(perm_obs, null)
         reject_perm = bool(p_perm <= alpha)
         notes.extend(res.notes)
         full_info = {"backend": res.backend, "solver": res.solver, "converged_fraction": res.converged_fraction,
-                     "chunk_size": res.chunk_size, "n_chunks": res.n_chunks, "wall_s": res.wall_s,
+                     "n_groups": res.n_groups, "group_size": res.group_size, "wall_s": res.wall_s,
+                     "n_permutations_requested": int(n_permutations),
                      "solver_dtype": solver_dtype if _is_default_logistic(classifier) else None}
 
     coef = getattr(est, "coef_", None)

@@ -2,31 +2,50 @@
 
 * **Half permutation** (Kim et al., 2016; the study's test): the classifier fitted on the
   training half stays fixed; the held-out labels are permuted ``P`` times and the
-  accuracy recomputed. Cheap, valid, but it ignores the variability of training.
+  accuracy recomputed. Cheap and valid, but blind to the variability of training.
 * **Full permutation** (the study's "future work"): the labels of the whole sample are
-  permuted, the sample is re-split (stratified by the permuted labels), the classifier
-  refitted and scored, ``P`` times. The observed statistic is computed by the very same
-  procedure on the true labels and split, so ``(1 + #{null >= observed}) / (P + 1)`` is an
-  exact p-value under H0 (exchangeable labels).
+  permuted, the sample is re-split (stratified by the permuted labels) and the
+  classifier refitted and scored. The observed statistic comes from the very same
+  procedure on the true labels and split.
 
-Full permutations run as Ray tasks, each fitting a fixed chunk of permutation indices.
-Permutation ``i``'s labels and split come from ``SeedSequence(seed, spawn_key=(2, i))``
-and the chunking depends only on ``P`` and ``chunk_size``, so the null accuracies are
-bit-identical whatever the number of workers and under task retries. ``X`` goes into
-the object store once (as the prepared design of the batched solver). With the default
-logistic classifier each chunk is one call of the batched solver
-(:func:`fovea_ray.stats.solver.fit_logistic_batched`); other classifiers are cloned and
-refitted one permutation at a time.
+The full test is organised in **groups** that share a split, because a batch of fits
+over the same training rows is one GEMM per iteration (see
+:mod:`fovea_ray.stats.solver`). The ``P + 1`` statistics form ``K`` groups of ``m``:
+
+* group 0 is the observed split with the true labels and ``m - 1`` permutations of the
+  labels *within* its training part and *within* its held-out part;
+* group ``k >= 1`` permutes the labels of the whole sample (stream ``(2, k)``), re-splits
+  it stratified by those labels, and adds ``m - 1`` within-split permutations (streams
+  ``(2, k, j)``).
+
+Why this is exact: under H0 the rows are exchangeable whatever the labels, so (a) the
+``K`` groups are exchangeable with each other (each is the same procedure applied to a
+uniformly relabelled sample, group 0 to the sample as observed), and (b) within a group
+all ``m`` labellings are exchangeable given the split (permuting labels inside the
+training rows and inside the held-out rows keeps the stratified counts). Equal group
+sizes make every statistic's rank distribution the same, so
+``(1 + #{null >= observed}) / (P + 1)`` is a valid p-value. ``P`` is therefore rounded up
+to ``K * m - 1`` (``K = ceil((P + 1) / group_size)``); the result reports the ``P`` used.
+
+Full permutations run as Ray tasks, one group each. Every label vector and split is
+drawn from ``SeedSequence(seed, spawn_key=...)`` keyed by group and index, and the groups
+depend only on ``P`` and ``group_size``, so the null accuracies are bit-identical for
+any number of workers and under task retries. ``X`` goes into the object store once (as
+the prepared design of the batched solver). With the default logistic classifier each
+group is one call of :func:`fovea_ray.stats.solver.fit_logistic_batched`; other
+classifiers are cloned and refitted one labelling at a time.
 
 References:
     Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2021). Classification accuracy as a
     proxy for two-sample testing. Annals of Statistics 49(1), 411-434.
     Ojala, M. & Garriga, G. C. (2010). Permutation tests for studying classifier
     performance. JMLR 11, 1833-1863.
+    Hemerik, J. & Goeman, J. (2018). Exact testing with random permutations. TEST 27, 811-825.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -35,7 +54,11 @@ import numpy as np
 from fovea_ray.stats import _seeding
 from fovea_ray.stats._progress import Progress
 
-__all__ = ["FullPermutationNull", "full_permutation_null", "half_permutation_null", "permuted_split"]
+__all__ = ["FullPermutationNull", "full_permutation_many", "full_permutation_null", "group_labels",
+           "group_layout", "half_permutation_null"]
+
+#: Default labellings per group (one Ray task, one batched solve).
+GROUP_SIZE = 64
 
 
 def half_permutation_null(y_test, y_pred, n_permutations: int, seed: int) -> np.ndarray:
@@ -52,14 +75,41 @@ def half_permutation_null(y_test, y_pred, n_permutations: int, seed: int) -> np.
     return (perms == y_pred[None, :]).mean(axis=1)
 
 
-def permuted_split(y: np.ndarray, test_size: float, seed: int, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Permutation ``index`` of the full test: ``(permuted labels, train mask)``."""
-    rng = _seeding.stream(seed, _seeding.FULL_PERMUTATION, index)
-    yp = rng.permutation(np.asarray(y))
-    train, _ = _seeding.stratified_split(yp, test_size, rng)
-    mask = np.zeros(yp.shape[0], dtype=bool)
-    mask[train] = True
-    return yp, mask
+def group_layout(n_permutations: int, group_size: int = GROUP_SIZE) -> tuple[int, int, int]:
+    """``(K groups, m per group, P used = K * m - 1 >= n_permutations)``."""
+    P = int(n_permutations)
+    if P < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    if int(group_size) < 1:
+        raise ValueError(f"group_size must be >= 1, got {group_size}")
+    K = math.ceil((P + 1) / int(group_size))
+    m = math.ceil((P + 1) / K)
+    return K, m, K * m - 1
+
+
+def group_labels(y: np.ndarray, train_index: np.ndarray, test_size: float, seed: int, group: int,
+                 m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``m`` labellings of ``group`` and its training rows: ``(Y (n, m), train_rows)``.
+
+    Group 0 uses the observed ``train_index`` and the true labels in column 0.
+    """
+    y = np.asarray(y).astype(np.int8)
+    if group == 0:
+        base, train = y, np.sort(np.asarray(train_index))
+    else:
+        rng = _seeding.stream(seed, _seeding.FULL_PERMUTATION, group)
+        base = rng.permutation(y)
+        train, _ = _seeding.stratified_split(base, test_size, rng)
+    test = np.setdiff1d(np.arange(y.size), train, assume_unique=True)
+    Y = np.empty((y.size, m), dtype=np.int8)
+    Y[:, 0] = base
+    for j in range(1, m):
+        rng = _seeding.stream(seed, _seeding.FULL_PERMUTATION, group, j)
+        col = base.copy()
+        col[train] = rng.permutation(base[train])
+        col[test] = rng.permutation(base[test])
+        Y[:, j] = col
+    return Y, train
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,21 +118,25 @@ class FullPermutationNull:
 
     Attributes:
         observed_accuracy: held-out accuracy on the true labels and split, by the same
-            fitting procedure as the null (for the batched solver this is the exact
-            optimum's accuracy, which can differ from a non-converged scikit-learn fit).
-        null_accuracies: ``(P,)`` in permutation-index order.
-        backend: ``"ray"`` or ``"local"``; ``solver``: ``"batched-lbfgs"`` or the classifier's name.
-        converged_fraction: share of fits that met the solver tolerance (NaN for other classifiers).
-        chunk_size, n_chunks, wall_s: how the work was cut and how long it took.
+            fitting procedure as the null (for the batched solver this is the optimum's
+            accuracy, which can differ from a non-converged scikit-learn fit).
+        null_accuracies: ``(P,)`` in group order (P as used: ``K * m - 1``).
+        n_permutations: P as used (``>=`` the P asked for).
+        n_groups, group_size: ``K`` and ``m``.
+        backend: ``"ray"`` or ``"local"``; solver: ``"batched-lbfgs"`` or the classifier's name.
+        converged_fraction: share of fits that met the solver's stopping rule (NaN for
+            other classifiers).
+        wall_s: seconds.
     """
 
     observed_accuracy: float
     null_accuracies: np.ndarray
+    n_permutations: int
+    n_groups: int
+    group_size: int
     backend: str
     solver: str
     converged_fraction: float
-    chunk_size: int
-    n_chunks: int
     wall_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -102,103 +156,79 @@ def _set_threads_from_ray() -> None:
         pass
 
 
-def _batched_chunk(design, y, test_size, seed, indices, observed_mask, device, dtype_name):
-    """Fit one chunk of permutations (and the observed labels when ``observed_mask`` is given)."""
+def _accuracies(decision: np.ndarray, Y: np.ndarray, train: np.ndarray) -> np.ndarray:
+    test = np.ones(Y.shape[0], dtype=bool)
+    test[train] = False
+    return ((decision[test] > 0) == (Y[test] == 1)).mean(axis=0)
+
+
+def _batched_group(design, y, train_index, test_size, seed, group, m, device, precision):
+    """Fit one group's ``m`` labellings with the batched solver; their held-out accuracies."""
     from fovea_ray.stats.solver import fit_logistic_batched
 
     _set_threads_from_ray()
-    cols_y, cols_m = [], []
-    if observed_mask is not None:
-        cols_y.append(np.asarray(y))
-        cols_m.append(np.asarray(observed_mask))
-    for i in indices:
-        yp, m = permuted_split(y, test_size, seed, int(i))
-        cols_y.append(yp)
-        cols_m.append(m)
-    Y = np.stack(cols_y, axis=1).astype(np.float64)
-    M = np.stack(cols_m, axis=1).astype(np.float64)
-    fit = fit_logistic_batched(design, Y, M, device=device, precision=dtype_name)
-    pred = fit.decision[0] > 0
-    test = M == 0
-    acc = ((pred == (Y > 0.5)) & test).sum(axis=0) / test.sum(axis=0)
-    return acc, fit.converged[0]
+    Y, train = group_labels(y, train_index, test_size, seed, group, m)
+    fit = fit_logistic_batched(design, Y, train_rows=train, device=device, precision=precision,
+                               stable_signs=precision != "float32")
+    return _accuracies(fit.decision[0], Y, train), fit.converged[0]
 
 
-def _sklearn_chunk(X, y, test_size, seed, indices, classifier):
-    """Refit a clone of ``classifier`` for each permutation of the chunk."""
+def _sklearn_group(X, y, train_index, test_size, seed, group, m, classifier):
+    """Refit a clone of ``classifier`` for each labelling of the group."""
     from sklearn.base import clone
 
     _set_threads_from_ray()
-    out = np.empty(len(indices))
-    for j, i in enumerate(indices):
-        yp, m = permuted_split(y, test_size, seed, int(i))
-        est = clone(classifier).fit(X[m], yp[m])
-        out[j] = float(np.mean(est.predict(X[~m]) == yp[~m]))
-    return out, np.ones(len(indices), dtype=bool)
-
-
-def default_chunk_size(n_permutations: int) -> int:
-    """Permutations per task: large enough for efficient GEMMs, small enough for progress."""
-    return int(max(1, min(n_permutations, 128)))
+    Y, train = group_labels(y, train_index, test_size, seed, group, m)
+    test = np.setdiff1d(np.arange(y.size), train, assume_unique=True)
+    acc = np.empty(m)
+    for j in range(m):
+        est = clone(classifier).fit(X[train], Y[train, j])
+        acc[j] = float(np.mean(np.asarray(est.predict(X[test])) == Y[test, j]))
+    return acc, np.ones(m, dtype=bool)
 
 
 def full_permutation_null(X, y, train_index, *, n_permutations: int, seed: int, test_size: float,
                           classifier=None, C: float = 1.0, use_ray: bool = True, address: str | None = None,
-                          max_workers: int | None = None, chunk_size: int | None = None,
-                          device: str = "cpu", dtype: str = "mixed", progress: bool = False,
-                          observed_accuracy: float | None = None) -> FullPermutationNull:
+                          max_workers: int | None = None, group_size: int = GROUP_SIZE,
+                          device: str = "cpu", dtype: str = "mixed", progress: bool = False) -> FullPermutationNull:
     """Null accuracies of the full permutation test (see the module docstring).
 
     Args:
         X: ``(n, d)`` float features (already preprocessed); y: ``(n,)`` labels in {0, 1}.
-        train_index: the observed split's training rows (for the observed statistic).
-        n_permutations: P.
-        seed: master seed; permutation ``i`` uses the stream ``(FULL_PERMUTATION, i)``.
+        train_index: the observed split's training rows.
+        n_permutations: P asked for (rounded up to fill equal groups).
+        seed: master seed.
         test_size: held-out fraction of each re-split.
         classifier: None for the batched L2-logistic solver with ``C`` (the default
-            classifier); otherwise an sklearn estimator, cloned and refitted per permutation
-            (then ``observed_accuracy`` must be given).
-        use_ray: fan chunks out as Ray tasks (``address``: cluster or None for local);
-            False runs them in this process, in the same chunks (same results).
-        max_workers: at most this many chunks in flight (None: all at once).
-        chunk_size: permutations per task (default :func:`default_chunk_size`).
+            classifier); otherwise an sklearn estimator, cloned and refitted per labelling
+            (its observed accuracy is that of the fit on the true labels, labelling 0).
+        use_ray: fan groups out as Ray tasks (``address``: cluster or None for local);
+            False runs them in this process, in the same groups (same results).
+        max_workers: at most this many groups in flight (None: all submitted at once).
+        group_size: labellings per group / task.
         device: ``"cpu"`` or ``"cuda"`` for the batched solver (Ray tasks then ask for a GPU).
         dtype: the solver's ``precision``: ``"mixed"`` (default: float32 GEMMs, float64
-            finish), ``"float32"`` or ``"float64"``.
+            finish with the stable-held-out-signs stop), ``"float32"`` or ``"float64"``.
         progress: show a progress bar on stderr.
     """
     t0 = time.perf_counter()
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y).astype(np.int8)
-    P = int(n_permutations)
-    if P < 1:
-        raise ValueError(f"n_permutations must be >= 1 for a full permutation test, got {P}")
     if dtype not in ("mixed", "float32", "float64"):
         raise ValueError(f"dtype must be 'mixed', 'float32' or 'float64', got {dtype!r}")
-    cs = int(chunk_size) if chunk_size else default_chunk_size(P)
-    if cs < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    chunks = [np.arange(a, min(a + cs, P)) for a in range(0, P, cs)]
-    observed_mask = np.zeros(y.shape[0], dtype=bool)
-    observed_mask[np.asarray(train_index)] = True
+    K, m, P_used = group_layout(n_permutations, group_size)
+    train_index = np.sort(np.asarray(train_index))
     batched = classifier is None
-    if not batched and observed_accuracy is None:
-        raise ValueError("observed_accuracy is required with a custom classifier")
-
     if batched:
         from fovea_ray.stats.solver import prepare_design
 
-        payload = prepare_design(X, C=C, curvature_rows=int(observed_mask.sum()))
-        def args_for(k):  # noqa: E306 - small closure, reads best here
-            return (y, test_size, seed, chunks[k], observed_mask if k == 0 else None, device, dtype)
-        fn = _batched_chunk
+        payload = prepare_design(X, C=C, curvature_rows=int(train_index.size))
+        fn = _batched_group
+        extra = (device, dtype)
     else:
-        payload = X
-        def args_for(k):  # noqa: E306
-            return (y, test_size, seed, chunks[k], classifier)
-        fn = _sklearn_chunk
+        payload, fn, extra = X, _sklearn_group, (classifier,)
 
-    bar = Progress(P, "full permutation", unit="permutations", enabled=progress)
+    bar = Progress(P_used + 1, "full permutation", unit="fits", enabled=progress)
     results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     if use_ray:
         import ray
@@ -211,62 +241,56 @@ def full_permutation_null(X, y, train_index, *, n_permutations: int, seed: int, 
         if batched and str(device).startswith("cuda"):
             opts["num_gpus"] = 1
         remote = ray.remote(**opts)(fn)
-        limit = max_workers if max_workers else len(chunks)
-        todo = list(range(len(chunks)))
+        limit = max_workers if max_workers else K
+        todo = list(range(K))
         inflight: dict = {}
         while todo or inflight:
             while todo and len(inflight) < limit:
                 k = todo.pop(0)
-                inflight[remote.remote(ref, *args_for(k))] = k
+                inflight[remote.remote(ref, y, train_index, test_size, seed, k, m, *extra)] = k
             ready, _ = ray.wait(list(inflight), num_returns=1)
             for r in ready:
-                k = inflight.pop(r)
-                results[k] = ray.get(r)
-                bar.update(len(chunks[k]))
+                results[inflight.pop(r)] = ray.get(r)
+                bar.update(m)
         backend = "ray"
     else:
-        for k in range(len(chunks)):
-            results[k] = fn(payload, *args_for(k))
-            bar.update(len(chunks[k]))
+        for k in range(K):
+            results[k] = fn(payload, y, train_index, test_size, seed, k, m, *extra)
+            bar.update(m)
         backend = "local"
     bar.close()
 
-    accs, convs = [], []
-    obs = observed_accuracy
-    for k in range(len(chunks)):
-        acc, conv = results[k]
-        if batched and k == 0:
-            obs = float(acc[0])
-            acc, conv = acc[1:], conv[1:]
-        accs.append(acc)
-        convs.append(conv)
-    null = np.concatenate(accs)
-    conv = np.concatenate(convs)
+    acc = np.concatenate([results[k][0] for k in range(K)])
+    conv = np.concatenate([results[k][1] for k in range(K)])
     notes = []
+    if P_used != int(n_permutations):
+        notes.append(f"full permutation: P rounded up from {n_permutations} to {P_used} "
+                     f"({K} groups of {m} sharing a split; equal groups keep the p-value exact)")
     if batched and not conv.all():
-        notes.append(f"{int((~conv).sum())} of {conv.size} permutation fits stopped before the solver tolerance")
+        notes.append(f"{int((~conv).sum())} of {conv.size} full-permutation fits stopped before the solver tolerance")
     return FullPermutationNull(
-        observed_accuracy=float(obs), null_accuracies=null, backend=backend,
-        solver="batched-lbfgs" if batched else type(classifier).__name__,
+        observed_accuracy=float(acc[0]), null_accuracies=acc[1:], n_permutations=P_used, n_groups=K,
+        group_size=m, backend=backend, solver="batched-lbfgs" if batched else type(classifier).__name__,
         converged_fraction=float(conv.mean()) if batched else float("nan"),
-        chunk_size=cs, n_chunks=len(chunks), wall_s=time.perf_counter() - t0, notes=tuple(notes),
+        wall_s=time.perf_counter() - t0, notes=tuple(notes),
     )
 
 
 def full_permutation_many(Xs, ys, train_masks, *, n_permutations: int, seeds, test_size: float,
-                          C: float = 1.0, dtype: str = "mixed", device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """Full permutation tests of ``G`` independent data sets of one shape, fitted at once.
+                          C: float = 1.0, dtype: str = "mixed", group_size: int = GROUP_SIZE,
+                          device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """Full permutation tests of ``G`` independent data sets of one shape, fitted together.
 
-    For simulation studies (size and power): data set ``g`` is permuted exactly as
-    :func:`full_permutation_null` would with ``seed = seeds[g]`` (same labels, same
-    re-splits), and all ``G * (P + 1)`` default-logistic fits run as one batched solve.
+    For simulation studies (size and power): data set ``g`` gets exactly the labellings
+    :func:`full_permutation_null` would draw with ``seed = seeds[g]``, and each group
+    index is one batched solve over all data sets.
 
     Args:
         Xs: ``(G, n, d)``; ys: ``(G, n)``; train_masks: ``(G, n)`` the observed splits.
         seeds: ``G`` master seeds.
 
     Returns:
-        ``(observed (G,), null (G, P))`` held-out accuracies.
+        ``(observed (G,), null (G, P used))`` held-out accuracies.
     """
     from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
@@ -274,17 +298,17 @@ def full_permutation_many(Xs, ys, train_masks, *, n_permutations: int, seeds, te
     ys = np.asarray(ys).astype(np.int8)
     masks = np.asarray(train_masks, dtype=bool)
     G, n, _ = Xs.shape
-    P = int(n_permutations)
     if ys.shape != (G, n) or masks.shape != (G, n) or len(seeds) != G:
         raise ValueError("Xs (G, n, d), ys (G, n), train_masks (G, n) and G seeds must agree")
-    Y = np.empty((G, n, P + 1))
-    M = np.empty((G, n, P + 1))
-    for g in range(G):
-        Y[g, :, 0], M[g, :, 0] = ys[g], masks[g]
-        for i in range(P):
-            Y[g, :, i + 1], M[g, :, i + 1] = permuted_split(ys[g], test_size, int(seeds[g]), i)
+    K, m, _ = group_layout(n_permutations, group_size)
     design = prepare_design(Xs, C=C, curvature_rows=int(masks[0].sum()))
-    fit = fit_logistic_batched(design, Y, M, device=device, precision=dtype)
-    test = M == 0
-    acc = (((fit.decision > 0) == (Y > 0.5)) & test).sum(axis=1) / test.sum(axis=1)
+    out = []
+    for k in range(K):
+        labs = [group_labels(ys[g], np.flatnonzero(masks[g]), test_size, int(seeds[g]), k, m) for g in range(G)]
+        Y = np.stack([lab[0] for lab in labs])
+        rows = np.stack([lab[1] for lab in labs])
+        fit = fit_logistic_batched(design, Y, train_rows=rows, device=device, precision=dtype,
+                                   stable_signs=dtype != "float32")
+        out.append(np.stack([_accuracies(fit.decision[g], Y[g], rows[g]) for g in range(G)]))
+    acc = np.concatenate(out, axis=1)
     return acc[:, 0], acc[:, 1:]

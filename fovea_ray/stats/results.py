@@ -35,7 +35,8 @@ LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
                   classifier, converged, n_iter, standardize, n_train, n_test,
                   half_permutation {n_permutations, p, reject, rule, k, threshold,
                                     observed_accuracy, null_accuracies (main layer only, else null)},
-                  full_permutation {n_permutations, p, reject, observed_accuracy,
+                  full_permutation {n_permutations (as used), n_permutations_requested,
+                                    n_groups, group_size, p, reject, observed_accuracy,
                                     null_accuracies, solver, solver_dtype, backend,
                                     converged_fraction, wall_s}   (when run)}
     selectivity null if skipped, else {fdr, test, auc_meaning,

@@ -167,7 +167,8 @@ class BatchedLogisticFit:
             held-out), computed in float64 from the final coefficients.
         objective: ``(G, B)`` ``0.5 ||w||^2 + C * sum(mask * logloss)``.
         grad_norm: ``(G, B)`` final gradient norm of ``objective / C`` (rotated coordinates).
-        converged: ``(G, B)`` whether ``grad_norm <= tol * initial grad_norm``.
+        converged: ``(G, B)`` whether ``grad_norm <= tol * initial grad_norm`` (or, with
+            ``stable_signs``, the held-out predictions were certified stable).
         n_iter: iterations run (float32 + float64 phases).
     """
 
@@ -194,16 +195,22 @@ def _as_labels(Y, G: int, n: int, name: str) -> torch.Tensor:
 PRECISIONS = ("mixed", "float32", "float64")
 
 
-def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, device: str | torch.device | None = None,
+def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, train_rows=None,
+                         device: str | torch.device | None = None,
                          precision: str = "mixed", tol: float = 1e-9, low_tol: float = 3e-6,
                          max_iter: int = 3000, history: int = 10, line_search_steps: int = 3,
-                         threads: int | None = None) -> BatchedLogisticFit:
+                         threads: int | None = None, stable_signs: bool = False, sign_margin: float = 4.0,
+                         sign_tol: float = 1e-7) -> BatchedLogisticFit:
     """Fit ``B`` L2-logistic regressions, one per column of ``Y``, against one design.
 
     Args:
         design: from :func:`prepare_design`.
         Y: ``(n, B)`` (or ``(G, n, B)``, or ``(n,)``) labels in {0, 1}.
         mask: optional, same shape as ``Y``: 1 for the rows each column trains on.
+        train_rows: optional, instead of ``mask`` when every column trains on the same
+            rows: ``(n_train,)`` row indices (or ``(G, n_train)``, one set per group). The
+            iterations then touch only those rows (half the work of a 50% mask); the other
+            rows are held out and predicted.
         device: where to fit (``"cpu"`` default, ``"cuda"``...).
         precision: ``"mixed"`` (default: float32 GEMMs until the gradient norm has fallen
             by ``low_tol``, then float64 to ``tol``), ``"float64"`` (float64 throughout),
@@ -218,6 +225,12 @@ def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, device: str | 
         line_search_steps: safeguarded Newton steps of the exact line search.
         threads: torch CPU threads for this call (None: one thread for small problems,
             else torch's setting).
+        stable_signs: for classification only (permutation tests): in the float64 phase,
+            also stop a column once its gradient norm is below ``sign_tol`` (relative) and
+            every held-out row (``mask == 0``) keeps its predicted class with a margin:
+            ``|z_i| > sign_margin * |(X p)_i|``, where ``p`` is the next quasi-Newton step,
+            the solver's own estimate of the remaining way to the optimum. Needs ``mask``
+            or ``train_rows``.
 
     Returns:
         :class:`BatchedLogisticFit`. A column's fit does not depend on the other columns
@@ -230,11 +243,42 @@ def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, device: str | 
     B = int(np.shape(Y)[-1]) if np.ndim(Y) > 1 else 1
     if threads is None and dev.type == "cpu" and G * n * D * B < SMALL_GEMM:
         threads = 1
+    if stable_signs and mask is None and train_rows is None:
+        raise ValueError("stable_signs needs a mask or train_rows (held-out rows are the ones predicted)")
+    if mask is not None and train_rows is not None:
+        raise ValueError("give mask or train_rows, not both")
+    sign_rule = (sign_margin, sign_tol) if stable_signs else None
     with _torch_threads(threads if dev.type == "cpu" else None):
-        return _fit(design, Y, mask, dev, precision, tol, low_tol, max_iter, history, line_search_steps)
+        return _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history,
+                    line_search_steps, sign_rule)
 
 
-def _fit(design, Y, mask, dev, precision, tol, low_tol, max_iter, history, line_search_steps) -> BatchedLogisticFit:
+def _row_sets(train_rows, G: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(train, held_out)`` index tensors ``(G, n_train)``, ``(G, n - n_train)``."""
+    tr = torch.as_tensor(np.asarray(train_rows), dtype=torch.int64)
+    if tr.ndim == 1:
+        tr = tr[None].expand(G, -1)
+    if tr.ndim != 2 or tr.shape[0] != G or tr.shape[1] < 1:
+        raise ValueError(f"train_rows must be (n_train,) or (G, n_train) with G={G}, got {tuple(tr.shape)}")
+    if bool(((tr < 0) | (tr >= n)).any()):
+        raise ValueError(f"train_rows must index rows 0..{n - 1}")
+    keep = torch.ones(G, n, dtype=torch.bool)
+    keep.scatter_(1, tr, False)
+    if bool((keep.sum(1) != n - tr.shape[1]).any()):
+        raise ValueError("train_rows must not repeat a row")
+    held = torch.stack([torch.nonzero(keep[g]).reshape(-1) for g in range(G)]) if n > tr.shape[1] \
+        else torch.zeros(G, 0, dtype=torch.int64)
+    return tr, held
+
+
+def _gather_rows(T: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """``T[g, rows[g], :]`` for every group."""
+    idx = rows.to(T.device)[:, :, None].expand(-1, -1, T.shape[2])
+    return torch.gather(T, 1, idx)
+
+
+def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history, line_search_steps,
+         sign_rule) -> BatchedLogisticFit:
     G, n, D = design.F64.shape
     Yt = _as_labels(Y, G, n, "Y").to(device=dev, dtype=torch.float64)
     if not bool(((Yt == 0) | (Yt == 1)).all()):
@@ -253,20 +297,28 @@ def _fit(design, Y, mask, dev, precision, tol, low_tol, max_iter, history, line_
     scale = design.scale.to(dev)[:, :, None]
 
     if precision == "float64":
-        phases = [(torch.float64, tol)]
+        phases = [(torch.float64, tol, sign_rule)]
     elif precision == "float32":
-        phases = [(torch.float32, max(tol, low_tol))]
+        phases = [(torch.float32, max(tol, low_tol), None)]
     else:
-        phases = [(torch.float32, max(tol, low_tol)), (torch.float64, tol)]
+        phases = [(torch.float32, max(tol, low_tol), None), (torch.float64, tol, sign_rule)]
     U = torch.zeros(G, D, B, dtype=torch.float64, device=dev)
     n_iter = 0
     g0norm = None
     gnorm = None
-    for ph_dtype, ph_tol in phases:
-        U, it, g0norm, gnorm = _lbfgs(design.features(ph_dtype, dev), Yt.to(ph_dtype),
-                                      None if Mt is None else Mt.to(ph_dtype),
-                                      pen.to(ph_dtype), scale.to(ph_dtype), U.to(ph_dtype),
-                                      ph_tol, max_iter, history, line_search_steps, g0norm)
+    certified = torch.zeros(G, B, dtype=torch.bool, device=dev)
+    rows = None if train_rows is None else _row_sets(train_rows, G, n)
+    for ph_dtype, ph_tol, ph_sign in phases:
+        F = design.features(ph_dtype, dev)
+        Yp, Mp, Fheld = Yt.to(ph_dtype), None if Mt is None else Mt.to(ph_dtype), None
+        if rows is not None:
+            Fheld = _gather_rows(F, rows[1]) if ph_sign is not None else None
+            F = _gather_rows(F, rows[0])
+            Yp = _gather_rows(Yp, rows[0])
+        U, it, g0norm, gnorm, cert = _lbfgs(F, Yp, Mp, pen.to(ph_dtype), scale.to(ph_dtype), U.to(ph_dtype),
+                                            ph_tol, max_iter, history, line_search_steps, g0norm, ph_sign, Fheld)
+        del F, Fheld
+        certified |= cert
         n_iter += it
     U = U.to(torch.float64)
     F = design.features(torch.float64, dev)
@@ -275,12 +327,16 @@ def _fit(design, Y, mask, dev, precision, tol, low_tol, max_iter, history, line_
     loss = torch.nn.functional.softplus(-S * Z)
     if Mt is not None:
         loss = loss * Mt
+    elif rows is not None:
+        train_w = torch.zeros(G, n, 1, dtype=torch.float64, device=dev)
+        train_w.scatter_(1, rows[0].to(dev)[:, :, None], 1.0)
+        loss = loss * train_w
     w_rot = U[:, :-1, :]
     objective = 0.5 * (w_rot * w_rot).sum(1) + design.C * loss.sum(1)
     V = design.V.to(dev)
     coef = V @ w_rot                                     # (G, d, B)
     intercept = U[:, -1, :] - (design.mu.to(dev)[:, :, None] * coef).sum(1)
-    converged = gnorm <= phases[-1][1] * g0norm
+    converged = (gnorm <= phases[-1][1] * g0norm) | certified
     return BatchedLogisticFit(
         coef=coef.cpu().numpy(), intercept=intercept.cpu().numpy(), decision=Z.cpu().numpy(),
         objective=objective.cpu().numpy(), grad_norm=gnorm.cpu().to(torch.float64).numpy(),
@@ -288,7 +344,11 @@ def _fit(design, Y, mask, dev, precision, tol, low_tol, max_iter, history, line_
     )
 
 
-def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm):
+#: With shared training rows, held-out rows are checked for stable signs every this many iterations.
+CERT_EVERY = 5
+
+
+def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule=None, Fheld=None):
     """Masked, preconditioned L-BFGS with an exact line search; all columns at once."""
     dt = F.dtype
     Ft = F.transpose(1, 2)
@@ -308,6 +368,7 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm):
     c = torch.full((G, 1, B), 0.25, dtype=dt, device=F.device)   # curvature estimate
     hist: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     done = gn <= tol * g0
+    certified = torch.zeros_like(done)
     best = gn.clone()
     since = torch.zeros_like(gn, dtype=torch.int64)
     it = 0
@@ -339,6 +400,18 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm):
             keep = (~bad).to(dt)
             hist = [(s, y, rho * keep) for s, y, rho in hist]
         A = F @ P                                                # margins along P
+        if sign_rule is not None:
+            margin, stol = sign_rule
+            ready = (gn <= stol * g0) & ~done
+            if Fheld is None:
+                steady = ((Z.abs() > margin * A.abs()) | (M > 0)).all(dim=1)
+            elif bool(ready.any()) and it % CERT_EVERY == 0:
+                steady = ((Fheld @ U).abs() > margin * (Fheld @ P).abs()).all(dim=1)
+            else:
+                steady = torch.zeros_like(ready)
+            newly = steady & ready
+            certified |= newly
+            done = done | newly
         # Exact line search on phi(t) = f(U + t P): safeguarded Newton on phi'(t).
         pp = (pen * P * P).sum(1, keepdim=True)
         up = (pen * U * P).sum(1, keepdim=True)
@@ -388,4 +461,4 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm):
         if it % 25 == 0:
             # Re-derive the margins from U now and then: Z += t A accumulates rounding.
             Z = F @ U
-    return U, it, g0norm, gn.to(torch.float64)
+    return U, it, g0norm, gn.to(torch.float64), certified
