@@ -6,13 +6,9 @@ from typing import List, Optional
 
 import typer
 
+from fovea_ray.cli._options import split_list
 
-def _split(values: Optional[List[str]]) -> list[str] | None:
-    """``--layers a,b --layers c`` -> ["a", "b", "c"]; nothing given -> None (the default)."""
-    if not values:
-        return None
-    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out or None
+
 
 
 def extract(
@@ -55,7 +51,7 @@ def extract(
     from fovea_ray.pipeline import extract as run_extract
 
     summary = run_extract(
-        manifest, out, weights=weights, arch=arch, layers=_split(layers), stats=_split(stats) or DEFAULT_STATS,
+        manifest, out, weights=weights, arch=arch, layers=split_list(layers), stats=split_list(stats) or DEFAULT_STATS,
         address=address, chunk_size=chunk_size, batch_size=batch_size, seed=seed, strict=strict,
         backbone_only=backbone_only, device=device, num_actors=num_actors, precision=precision, progress=progress,
     )

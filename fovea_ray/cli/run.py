@@ -7,11 +7,9 @@ from typing import List, Optional
 
 import typer
 
+from fovea_ray.cli._options import split_list
 
-def _split(values: Optional[List[str]]) -> list[str] | None:
-    if not values:
-        return None
-    return [v.strip() for item in values for v in item.split(",") if v.strip()] or None
+
 
 
 def run(
@@ -59,7 +57,7 @@ def run(
         "out": out, "seed": seed,
         "data": {"annotations": ann_file, "images": images},
         "prepare": {"n_per_type": n_per_type, "canvas": canvas, "pixels_per_degree": ppd},
-        "extract": {"arch": arch, "weights": weights, "layers": _split(layers), "backbone_only": backbone_only,
+        "extract": {"arch": arch, "weights": weights, "layers": split_list(layers), "backbone_only": backbone_only,
                     "address": address},
         "test": {"layer": main_layer, "permutations": permutations, "full_permutations": full_permutations,
                  "alpha": alpha},
