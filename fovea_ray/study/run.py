@@ -12,7 +12,6 @@ the report are recomputed (minutes at most) from the finished store.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Callable
