@@ -10,7 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from fovea_ray.stats.permutation import permuted_split
+from fovea_ray.stats import _seeding
 from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
 
@@ -32,6 +32,16 @@ def sk_fit(X, y, C=1.0):
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("error", ConvergenceWarning)
         return LogisticRegression(C=C, solver="lbfgs", tol=1e-12, max_iter=20000).fit(X, y)
+
+
+def permuted_split(y, test_size, seed, index):
+    """A seeded permutation of the labels and a stratified train mask for it."""
+    rng = _seeding.stream(seed, _seeding.FULL_PERMUTATION, index)
+    yp = rng.permutation(np.asarray(y))
+    train, _ = _seeding.stratified_split(yp, test_size, rng)
+    mask = np.zeros(yp.shape[0], dtype=bool)
+    mask[train] = True
+    return yp, mask
 
 
 def permuted_columns(y, B, seed=0):
