@@ -89,3 +89,58 @@ def test_valid_extent_follows_the_stride():
     assert valid_extent(160, 40, 160) == 40
     assert valid_extent(150, 160, 160) == 150  # stride 1
     assert valid_extent(1, 5, 160) == 1
+
+
+def _sorted_median(rows: np.ndarray) -> np.ndarray:
+    ordered = np.sort(rows, axis=1)
+    n = rows.shape[1]
+    return (ordered[:, (n - 1) // 2] + ordered[:, n // 2]) * np.float32(0.5)
+
+
+def _hard_rows(n: int, seed: int) -> np.ndarray:
+    """Rows that stress the bracketed median: ties, a majority of zeros, negatives,
+    non-finite values, and lattice-aligned outliers that make the sample lie."""
+    rng = np.random.default_rng(seed)
+    rows = rng.gamma(1.5, 1.0, size=(16, n)).astype(np.float32) - 1.0
+    rows[0] = np.maximum(rows[0], 0)                       # post-ReLU, ~40 % zeros
+    rows[1] = np.maximum(rows[1] - 1.0, 0)                 # mostly zeros: the median is 0
+    rows[2] = np.round(rows[2] * 2)                        # heavy ties at a few values
+    rows[3] = -np.abs(rows[3])                             # all negative
+    rows[4, ::3] = -0.0                                    # signed zeros
+    rows[5, 7] = np.nan                                    # non-finite: sorted whole
+    rows[6, 3] = np.inf
+    for r, step in ((7, 7), (8, 11), (9, 13)):            # the sample sees only outliers
+        rows[r, ::step] = 1e6
+    rows[10] = 3.0                                         # constant
+    rows[11] = np.sort(rows[11])                           # sorted, and reversed
+    rows[12] = rows[11][::-1]
+    return rows
+
+
+@pytest.mark.parametrize("n", [512, 513, 1024, 4097, 16384])
+def test_bracketed_median_equals_the_sorted_median_exactly(n):
+    from fovea_ray.taps.reductions import BRACKET_MIN_LENGTH, median_rows
+
+    assert n >= BRACKET_MIN_LENGTH  # these rows take the bracketed path
+    rows = _hard_rows(n, n)
+    for width in (None, 32, 28, 77):   # 28 and 77: widths that are multiples of the first sample steps
+        ours = median_rows(torch.from_numpy(rows), width=width).numpy()
+        np.testing.assert_array_equal(ours, np.median(rows, axis=1))   # NaN where numpy's is NaN
+        finite = np.isfinite(rows).all(axis=1)
+        np.testing.assert_array_equal(ours[finite], _sorted_median(rows[finite]))
+    assert np.isnan(ours[5]) and ours[1] == 0.0 and ours[10] == 3.0 and np.isfinite(ours[6])
+    torch_path = reduce_rows(torch.from_numpy(rows), parse_stats(["median"]), median_backend="torch")[:, 0].numpy()
+    np.testing.assert_array_equal(torch_path, ours)
+
+
+def test_bracketed_median_on_post_relu_maps_through_reduce_rows():
+    # 2 images x 256 channels of 64 x 64 post-ReLU maps with spatial structure, as a
+    # bottleneck output: large enough for the threaded path; all statistics agree with the sort.
+    g = torch.Generator().manual_seed(1)
+    maps = torch.nn.functional.avg_pool2d(torch.randn(2, 256, 72, 72, generator=g), 9, stride=1).relu()
+    rows = maps.reshape(512, 64 * 64)
+    specs = parse_stats(["mean", "median", "max"])
+    ours = reduce_rows(rows, specs, width=64)
+    sorted_path = reduce_rows(rows, specs, median_backend="torch")
+    assert torch.equal(ours, sorted_path)
+    np.testing.assert_array_equal(ours[:, 1].numpy(), np.median(rows.numpy(), axis=1))

@@ -206,13 +206,13 @@ class Tapper:
         padded_h, padded_w = self._padded
         if all(size == (padded_h, padded_w) for size in self._image_sizes):
             rows = feature.reshape(batch * channels, height * width)
-            return reduce_rows(rows, self._specs, median_backend=self.median_backend).view(batch, channels, -1)
+            return reduce_rows(rows, self._specs, median_backend=self.median_backend, width=width).view(batch, channels, -1)
         per_image = []
         for i, (image_h, image_w) in enumerate(self._image_sizes):
             valid_h = valid_extent(image_h, height, padded_h)
             valid_w = valid_extent(image_w, width, padded_w)
             rows = feature[i, :, :valid_h, :valid_w].reshape(channels, valid_h * valid_w)
-            per_image.append(reduce_rows(rows, self._specs, median_backend=self.median_backend))
+            per_image.append(reduce_rows(rows, self._specs, median_backend=self.median_backend, width=valid_w))
         return torch.stack(per_image)
 
     # -- calls ---------------------------------------------------------------------------
