@@ -31,7 +31,11 @@ The algorithm (why it is fast):
   safeguarded Newton steps on elementwise arrays; no extra pass over ``X``.
 * **Precision.** By default (``precision="mixed"``) the bulk of the iterations run with
   float32 GEMMs (twice the speed) and the last ones in float64 on the float64 design, so
-  the optimum is the float64 optimum.
+  the optimum is the float64 optimum. In that float64 phase the margins along the search
+  direction (which set the step length and update the margins) use a float32 copy of the
+  design; the margins are recomputed from the float64 design every 25 iterations, and the
+  returned objective and decision values always are. ``precision="float64"`` is float64
+  throughout (the reference the default is checked against).
 
 Several independent designs can be fitted at once by giving ``X`` a leading group axis
 ``(G, n, d)`` (batched GEMMs), e.g. many small simulated data sets.
@@ -250,7 +254,7 @@ def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, train_rows=Non
     sign_rule = (sign_margin, sign_tol) if stable_signs else None
     with _torch_threads(threads if dev.type == "cpu" else None):
         return _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history,
-                    line_search_steps, sign_rule)
+                    line_search_steps, sign_rule, fast_direction=precision == "mixed")
 
 
 def _row_sets(train_rows, G: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -278,7 +282,7 @@ def _gather_rows(T: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
 
 
 def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history, line_search_steps,
-         sign_rule) -> BatchedLogisticFit:
+         sign_rule, fast_direction=False) -> BatchedLogisticFit:
     G, n, D = design.F64.shape
     Yt = _as_labels(Y, G, n, "Y").to(device=dev, dtype=torch.float64)
     if not bool(((Yt == 0) | (Yt == 1)).all()):
@@ -315,9 +319,11 @@ def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, hi
             Fheld = _gather_rows(F, rows[1]) if ph_sign is not None else None
             F = _gather_rows(F, rows[0])
             Yp = _gather_rows(Yp, rows[0])
+        Fdir = F.to(torch.float32) if (ph_dtype == torch.float64 and fast_direction) else None
         U, it, g0norm, gnorm, cert = _lbfgs(F, Yp, Mp, pen.to(ph_dtype), scale.to(ph_dtype), U.to(ph_dtype),
-                                            ph_tol, max_iter, history, line_search_steps, g0norm, ph_sign, Fheld)
-        del F, Fheld
+                                            ph_tol, max_iter, history, line_search_steps, g0norm, ph_sign, Fheld,
+                                            Fdir)
+        del F, Fheld, Fdir
         certified |= cert
         n_iter += it
     U = U.to(torch.float64)
@@ -348,7 +354,7 @@ def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, hi
 CERT_EVERY = 5
 
 
-def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule=None, Fheld=None):
+def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule=None, Fheld=None, Fdir=None):
     """Masked, preconditioned L-BFGS with an exact line search; all columns at once."""
     dt = F.dtype
     Ft = F.transpose(1, 2)
@@ -399,7 +405,9 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule
             dphi0 = (grad * P).sum(1, keepdim=True)
             keep = (~bad).to(dt)
             hist = [(s, y, rho * keep) for s, y, rho in hist]
-        A = F @ P                                                # margins along P
+        # Margins along P. Only the step length depends on them, so a float32 copy of the
+        # design serves in the float64 phase too (the gradient below stays float64).
+        A = F @ P if Fdir is None else (Fdir @ P.to(Fdir.dtype)).to(dt)
         if sign_rule is not None:
             margin, stol = sign_rule
             ready = (gn <= stol * g0) & ~done
