@@ -58,7 +58,7 @@ __all__ = ["FullPermutationNull", "full_permutation_many", "full_permutation_nul
            "group_layout", "half_permutation_null"]
 
 #: Default labellings per group (one Ray task, one batched solve).
-GROUP_SIZE = 64
+GROUP_SIZE = 128
 
 
 def half_permutation_null(y_test, y_pred, n_permutations: int, seed: int) -> np.ndarray:
