@@ -92,3 +92,11 @@ def test_repeated_layer_warnings_are_grouped():
     w = [f"backbone.body.layer1.{i}: n = 5 per type: low power" for i in range(4)] + ["global note"]
     out = group_warnings(w)
     assert out == ["n = 5 per type: low power (4 layers, e.g. layer1.0)", "global note"]
+
+
+def test_full_permutation_caption_explains_a_different_observed_accuracy():
+    from fovea_ray.report.render import _full_observed_note
+
+    note = _full_observed_note({"accuracy": 0.61, "converged": False, "n_iter": 500}, {"observed_accuracy": 0.64})
+    assert "0.640" in note and "exact optimum" in note and "500 iterations" in note
+    assert _full_observed_note({"accuracy": 0.61, "converged": True}, {"observed_accuracy": 0.61}) == ""

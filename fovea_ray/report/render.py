@@ -48,6 +48,18 @@ def _fmt_p(p: Any) -> Any:
     return "–" if p is None else float(p)
 
 
+def _full_observed_note(c: dict, full: dict) -> str:
+    """Why the full test's observed accuracy may differ from the classifier's."""
+    obs, acc = full.get("observed_accuracy"), c.get("accuracy")
+    if obs is None or acc is None or abs(float(obs) - float(acc)) < 1e-12:
+        return ""
+    why = f"the classifier above scored {float(acc):.3f}"
+    if c.get("converged") is False:
+        why += f" after stopping at its iteration limit ({c.get('n_iter')} iterations, as the study's max_iter=500 allows)"
+    return (f" Its observed accuracy, {float(obs):.3f}, is that of the exact optimum on the same split, fitted "
+            f"like every null refit; {why}.")
+
+
 def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
     figs: list[Figure] = []
     c = rec.get("c2st") or {}
@@ -79,7 +91,8 @@ def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
         figs.append(Figure(F.permutation_null(full["null_accuracies"], full["observed_accuracy"],
                                               label="Full permutation", alpha=alpha),
                            f"Full-permutation null: P = {full['n_permutations']} refits on permuted labels "
-                           f"({full.get('solver', '')}); p = {full['p']:.4g}.", "full_permutation"))
+                           f"({full.get('solver', '')}); p = {full['p']:.4g}.{_full_observed_note(c, full)}",
+                           "full_permutation"))
     sc = rec.get("scores")
     if sc and sc.get("score"):
         norm = next((t for t in rec.get("tests", []) if t["name"] == "dagostino_pearson_normality"
