@@ -110,35 +110,31 @@ def _baselines(args, X, y, train, ours, fits):
 
     from fovea_ray.stats.permutation import group_labels
 
-    if True:
-        Yb, tr_b = group_labels(y, train, 0.5, args.seed, 1, args.baseline)
-        te_b = np.setdiff1d(np.arange(y.size), tr_b)
-        t = time.perf_counter()
-        sk_acc, conv = [], []
-        for j in range(args.baseline):
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                est = LogisticRegression(C=1.0, solver="lbfgs", max_iter=500).fit(X[tr_b], Yb[tr_b, j])
-            conv.append(not caught)
-            sk_acc.append(np.mean(est.predict(X[te_b]) == Yb[te_b, j]))
-        seq = (time.perf_counter() - t) / args.baseline
-        print(f"baseline A, sequential sklearn lbfgs (max_iter=500): {seq:.2f} s per refit "
-              f"({sum(conv)}/{args.baseline} converged)")
-        cv = StratifiedShuffleSplit(n_splits=1, test_size=0.5, random_state=args.seed)
-        t = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            permutation_test_score(LogisticRegression(C=1.0, solver="lbfgs", max_iter=500), X, y, cv=cv,
-                                   n_permutations=args.baseline, n_jobs=2, random_state=args.seed)
-        pts = (time.perf_counter() - t) / (args.baseline + 1)
-        print(f"baseline B, sklearn permutation_test_score(n_jobs=2): {pts:.2f} s per permutation")
-        if ours is None:
-            return
-        per = ours / fits
-        print(f"RATIO per permutation: {seq / per:.1f}x faster than sequential sklearn refits, "
-              f"{pts / per:.1f}x faster than permutation_test_score(n_jobs=2); "
-              f"P = {args.permutations} by sequential sklearn would take ~{seq * (args.permutations + 1) / 60:.0f} min")
-
+    Yb, tr_b = group_labels(y, train, 0.5, args.seed, 1, args.baseline)
+    t = time.perf_counter()
+    conv = []
+    for j in range(args.baseline):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            LogisticRegression(C=1.0, solver="lbfgs", max_iter=500).fit(X[tr_b], Yb[tr_b, j])
+        conv.append(not caught)
+    seq = (time.perf_counter() - t) / args.baseline
+    print(f"baseline A, sequential sklearn lbfgs (max_iter=500): {seq:.2f} s per refit "
+          f"({sum(conv)}/{args.baseline} converged)")
+    cv = StratifiedShuffleSplit(n_splits=1, test_size=0.5, random_state=args.seed)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        permutation_test_score(LogisticRegression(C=1.0, solver="lbfgs", max_iter=500), X, y, cv=cv,
+                               n_permutations=args.baseline, n_jobs=2, random_state=args.seed)
+    pts = (time.perf_counter() - t) / (args.baseline + 1)
+    print(f"baseline B, sklearn permutation_test_score(n_jobs=2): {pts:.2f} s per permutation")
+    if ours is None:
+        return
+    per = ours / fits
+    print(f"RATIO per permutation: {seq / per:.1f}x faster than sequential sklearn refits, "
+          f"{pts / per:.1f}x faster than permutation_test_score(n_jobs=2); "
+          f"P = {args.permutations} by sequential sklearn would take ~{seq * (args.permutations + 1) / 60:.0f} min")
 
 
 def _agreement(args, X, y, train):
@@ -148,35 +144,34 @@ def _agreement(args, X, y, train):
     from fovea_ray.stats.permutation import group_labels
     from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
-    if True:
-        design = prepare_design(X, curvature_rows=train.size)
-        Ya, tr_a = group_labels(y, train, 0.5, args.seed, 1, args.agreement)
-        te_a = np.setdiff1d(np.arange(y.size), tr_a)
-        acc = lambda f: ((f.decision[0][te_a] > 0) == (Ya[te_a] == 1)).mean(0)   # noqa: E731
+    design = prepare_design(X, curvature_rows=train.size)
+    Ya, tr_a = group_labels(y, train, 0.5, args.seed, 1, args.agreement)
+    te_a = np.setdiff1d(np.arange(y.size), tr_a)
+    acc = lambda f: ((f.decision[0][te_a] > 0) == (Ya[te_a] == 1)).mean(0)   # noqa: E731
+    t = time.perf_counter()
+    default = fit_logistic_batched(design, Ya, train_rows=tr_a, stable_signs=True, precision=args.precision)
+    t_def = time.perf_counter() - t
+    t = time.perf_counter()
+    exact = fit_logistic_batched(design, Ya, train_rows=tr_a, precision="float64", tol=1e-10)
+    t_ex = time.perf_counter() - t
+    same = np.mean(acc(default) == acc(exact))
+    rel = np.max(np.abs(default.objective - exact.objective) / exact.objective)
+    print(f"agreement over {args.agreement} permuted label vectors: identical held-out accuracy "
+          f"{same * 100:.0f}% (default precision {args.precision}, {default.n_iter} iterations, {t_def:.1f} s) vs "
+          f"float64 optimum (tol 1e-10, {exact.n_iter} iterations, {t_ex:.1f} s); max relative objective "
+          f"difference {rel:.1e}; float64 converged {exact.converged.mean():.2f}")
+    for j in range(args.sklearn_tight):
         t = time.perf_counter()
-        default = fit_logistic_batched(design, Ya, train_rows=tr_a, stable_signs=True, precision=args.precision)
-        t_def = time.perf_counter() - t
-        t = time.perf_counter()
-        exact = fit_logistic_batched(design, Ya, train_rows=tr_a, precision="float64", tol=1e-10)
-        t_ex = time.perf_counter() - t
-        same = np.mean(acc(default) == acc(exact))
-        rel = np.max(np.abs(default.objective - exact.objective) / exact.objective)
-        print(f"agreement over {args.agreement} permuted label vectors: identical held-out accuracy "
-              f"{same * 100:.0f}% (default precision {args.precision}, {default.n_iter} iterations, {t_def:.1f} s) vs "
-              f"float64 optimum (tol 1e-10, {exact.n_iter} iterations, {t_ex:.1f} s); max relative objective "
-              f"difference {rel:.1e}; float64 converged {exact.converged.mean():.2f}")
-        for j in range(args.sklearn_tight):
-            t = time.perf_counter()
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                est = LogisticRegression(C=1.0, solver="lbfgs", tol=1e-10, max_iter=20000).fit(X[tr_a], Ya[tr_a, j])
-            sk_obj = _objective(X[tr_a], Ya[tr_a, j], est.coef_[0], est.intercept_[0])
-            ok = not caught
-            rel = (exact.objective[0, j] - sk_obj) / sk_obj
-            same_pred = np.array_equal(est.predict(X[te_a]) == 1, exact.decision[0][te_a, j] > 0)
-            print(f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
-                  f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
-                  f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            est = LogisticRegression(C=1.0, solver="lbfgs", tol=1e-10, max_iter=20000).fit(X[tr_a], Ya[tr_a, j])
+        sk_obj = _objective(X[tr_a], Ya[tr_a, j], est.coef_[0], est.intercept_[0])
+        ok = not caught
+        rel = (exact.objective[0, j] - sk_obj) / sk_obj
+        same_pred = np.array_equal(est.predict(X[te_a]) == 1, exact.decision[0][te_a, j] > 0)
+        print(f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
+              f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
+              f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}")
 
 
 if __name__ == "__main__":
