@@ -100,3 +100,5 @@ def test_full_permutation_caption_explains_a_different_observed_accuracy():
     note = _full_observed_note({"accuracy": 0.61, "converged": False, "n_iter": 500}, {"observed_accuracy": 0.64})
     assert "0.640" in note and "exact optimum" in note and "500 iterations" in note
     assert _full_observed_note({"accuracy": 0.61, "converged": True}, {"observed_accuracy": 0.61}) == ""
+    quiet = _full_observed_note({"accuracy": 0.45, "converged": True, "standardize": False}, {"observed_accuracy": 0.67})
+    assert "stopped short of the optimum" in quiet and "--standardize" in quiet

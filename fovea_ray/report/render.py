@@ -56,6 +56,10 @@ def _full_observed_note(c: dict, full: dict) -> str:
     why = f"the classifier above scored {float(acc):.3f}"
     if c.get("converged") is False:
         why += f" after stopping at its iteration limit ({c.get('n_iter')} iterations, as the study's max_iter=500 allows)"
+    elif not c.get("standardize"):
+        why += (" with the same objective, so scikit-learn's lbfgs stopped short of the optimum: its stopping rule "
+                "ends early on unstandardised activations, whose scales span orders of magnitude "
+                "(--standardize makes the two agree)")
     return (f" Its observed accuracy, {float(obs):.3f}, is that of the exact optimum on the same split, fitted "
             f"like every null refit; {why}.")
 

@@ -143,7 +143,7 @@ def run_battery(values, y, stat_names: Sequence[str], config: BatteryConfig, *, 
             tests += [TestOutcome.skip(t, f"{type(exc).__name__}: {exc}", alpha) for t in c2st_names]
             rec["c2st"] = None
     if res is not None:
-        warn += list(res.warnings)
+        warn += [w for w in res.warnings if w not in warn]     # the same caveat once
         correct = int(round(res.accuracy * res.test_index.size))
         rec["c2st"] = _c2st_record(res, accuracy_ci(correct, res.test_index.size))
         tests.append(TestOutcome("kim_asymptotic", res.statistic, res.p_asymptotic, alpha, alternative="less",

@@ -228,7 +228,7 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
         notes.append(f"only {te0} and {te1} held-out samples of class 0 and 1: the asymptotic test is unreliable")
     n0, n1 = int(np.sum(ya == 0)), int(np.sum(ya == 1))
     if min(n0, n1) < 100:
-        notes.append(f"n = {n0} + {n1} per type: low power")
+        notes.append(f"n = {n1} type 1 and {n0} type 0: low power")
     if permutation != "none" and P < (1 - alpha) / alpha:
         notes.append(f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})")
 

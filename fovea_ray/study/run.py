@@ -138,8 +138,10 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)
     if row and row.get("accuracy") is not None:
-        _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']}, "
-             f"p asymptotic = {row['p_asymptotic']:.3g}, p half-permutation = {row['p_half_permutation']}")
+        ps = ", ".join(f"p {name} = {row[key]:.3g}" for key, name in
+                       (("p_asymptotic", "asymptotic"), ("p_half_permutation", "half-permutation"),
+                        ("p_full_permutation", "full permutation")) if row.get(key) is not None)
+        _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']:.3g}, {ps}")
     from fovea_ray.report.render import group_warnings
 
     for w in group_warnings(doc.get("warnings", []))[:6]:
