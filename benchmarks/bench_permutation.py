@@ -64,7 +64,7 @@ def main() -> None:
     from fovea_ray.stats.simulate import activation_like
 
     X, y = activation_like(args.n, args.channels, args.seed, shift=0.05, shifted_channels=64, scale=args.scale)
-    train, test = _seeding.stratified_split(y, 0.5, _seeding.stream(args.seed, _seeding.SPLIT))
+    train, _ = _seeding.stratified_split(y, 0.5, _seeding.stream(args.seed, _seeding.SPLIT))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
           f"({torch.get_num_threads()} threads), sklearn {sklearn.__version__}, ray {ray.__version__}; "
           f"load average {os.getloadavg()[0]:.1f}")

@@ -13,7 +13,7 @@ from scipy import stats
 from threadpoolctl import threadpool_limits
 
 from fovea_ray.stats import classifier_two_sample_test
-from fovea_ray.stats.permutation import full_permutation_many, full_permutation_null
+from fovea_ray.stats.permutation import GROUP_SIZE, full_permutation_many, full_permutation_null
 
 N_DATASETS = 300
 ALPHA = 0.05
@@ -65,7 +65,7 @@ def test_asymptotic_and_half_permutation_sizes(null_runs):
     assert 0.35 < np.mean(p <= 0.5) < 0.65
 
 
-@pytest.mark.parametrize("group_size", [128, 5])   # one group (the observed split), or 4 re-splits of 5
+@pytest.mark.parametrize("group_size", [GROUP_SIZE, 5])   # the default (one group: the observed split), or 4 re-splits of 5
 def test_full_permutation_size(null_runs, group_size):
     data, results = null_runs
     Xs = np.stack([X for X, _ in data])
