@@ -62,18 +62,20 @@ def bench_render(device: str, repeats: int) -> None:
         def baseline():  # per image: foveate the whole frame, then crop and paste
             out = torch.full((len(imgs), 3, canvas, canvas), GREY, device=device)
             for i, im in enumerate(imgs):
-                f = fov(im[None], fix_a[i:i + 1])[0]
+                f = fov(im[None], fix_a[i : i + 1])[0]
                 x0, y0, w, h = win_a[i]
                 sx0, sy0 = max(x0, 0), max(y0, 0)
                 sx1, sy1 = min(x0 + w, im.shape[2]), min(y0 + h, im.shape[1])
-                out[i, :, sy0 - y0:sy1 - y0, sx0 - x0:sx1 - x0] = f[:, sy0:sy1, sx0:sx1]
+                out[i, :, sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0] = f[:, sy0:sy1, sx0:sx1]
             return out
 
         diff = float((fast() - baseline()).abs().max())
         t_fast, t_base = _best(fast, repeats, sync), _best(baseline, repeats, sync)
         n = len(imgs)
-        print(f"render_batch [{device}] {label}, batch {n}: {n / t_fast:7.1f} img/s vs per-image full-frame "
-              f"{n / t_base:7.1f} img/s -> {t_base / t_fast:4.2f}x (max |diff| {diff:.1e})")
+        print(
+            f"render_batch [{device}] {label}, batch {n}: {n / t_fast:7.1f} img/s vs per-image full-frame "
+            f"{n / t_base:7.1f} img/s -> {t_base / t_fast:4.2f}x (max |diff| {diff:.1e})"
+        )
 
 
 def bench_balance(repeats: int) -> None:
@@ -87,8 +89,10 @@ def bench_balance(repeats: int) -> None:
         eligible = {i: list(set(rng.choice(80, size=int(s), p=p).tolist())) for i, s in enumerate(sizes)}
         t_fast = _best(lambda: balanced_assignment(eligible, max_pairs=2500), max(1, repeats - 2))
         r = balanced_assignment(eligible, max_pairs=2500)
-        line = (f"balanced_assignment, {n} images x 80 Zipf categories, cap 2500/type: {t_fast:6.2f} s "
-                f"(total {r.total}, optimum {r.optimum}, certified by {r.certified_by})")
+        line = (
+            f"balanced_assignment, {n} images x 80 Zipf categories, cap 2500/type: {t_fast:6.2f} s "
+            f"(total {r.total}, optimum {r.optimum}, certified by {r.certified_by})"
+        )
         if n <= 20_000:  # the exact program on everything is only affordable at the small size
             t0 = time.perf_counter()
             m = balanced_assignment(eligible, max_pairs=2500, method="milp")

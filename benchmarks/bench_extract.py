@@ -42,7 +42,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import subprocess
 import sys
@@ -164,8 +163,9 @@ def make_manifest(data: str, n: int, canvas: int, ppd: float, ecc_band: tuple[fl
 
         root = make_synthetic_coco(workdir / "coco", n_images=max(2 * n, 40), seed=0)
         ann, images = root / "instances.json", root / "images"
-    df = build_manifest(ann, images, n_per_type=(n + 1) // 2, seed=0, canvas=canvas, pixels_per_degree=ppd,
-                        ecc_band=ecc_band)
+    df = build_manifest(
+        ann, images, n_per_type=(n + 1) // 2, seed=0, canvas=canvas, pixels_per_degree=ppd, ecc_band=ecc_band
+    )
     if len(df) < n:
         print(f"note: the data allow {len(df)} balanced samples (asked for {n})")
     df = df.iloc[:n].reset_index(drop=True)
@@ -191,8 +191,9 @@ def model_only(manifest: Path, args, threads: int, repeats: int = 1) -> list[flo
     canvases = []
     for i in range(len(df)):  # untimed: decode, foveate, crop and paste
         img = decode_image(Path(df["image_uri"].iloc[i]).read_bytes(), device=device)
-        canvases.append(render_batch([img], [df["fixation_xy"].iloc[i]], [df["window_xywh"].iloc[i]], canvas, fov,
-                                     device=device))
+        canvases.append(
+            render_batch([img], [df["fixation_xy"].iloc[i]], [df["window_xywh"].iloc[i]], canvas, fov, device=device)
+        )
     x = torch.cat(canvases)
     model = build_model(args.arch, None, canvas, seed=0, device=device)
     tapper = Tapper(model, args.layers, args.stats, backbone_only=args.backbone_only)
@@ -211,7 +212,7 @@ def model_only(manifest: Path, args, threads: int, repeats: int = 1) -> list[flo
             torch.cuda.synchronize()
         t0, c0 = time.perf_counter(), time.process_time()
         for lo in range(0, len(x), args.batch_size):
-            run(x[lo:lo + args.batch_size])
+            run(x[lo : lo + args.batch_size])
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         rates.append(len(x) / (time.perf_counter() - t0))
@@ -237,10 +238,22 @@ def end_to_end(manifest: Path, args, workdir: Path):
             per_pid[:] = per_pid[:1] + [meter.per_process()]
 
     t0 = time.perf_counter()
-    summary = extract(manifest, out, weights=None, arch=args.arch, layers=args.layers, stats=args.stats,
-                      chunk_size=args.chunk_size, batch_size=args.batch_size, backbone_only=args.backbone_only,
-                      device=args.device, num_actors=args.num_actors, torch_threads=args.torch_threads,
-                      progress=False, on_chunk=on_chunk)
+    summary = extract(
+        manifest,
+        out,
+        weights=None,
+        arch=args.arch,
+        layers=args.layers,
+        stats=args.stats,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        backbone_only=args.backbone_only,
+        device=args.device,
+        num_actors=args.num_actors,
+        torch_threads=args.torch_threads,
+        progress=False,
+        on_chunk=on_chunk,
+    )
     wall = time.perf_counter() - t0
     cpu = meter.stop() if meter else float("nan")
     assert summary.complete and summary.failed == 0, summary.format()
@@ -254,8 +267,10 @@ def end_to_end(manifest: Path, args, workdir: Path):
             name = TreeCPU.name(pid)
             by_name[name] = by_name.get(name, 0.0) + used - per_pid[0].get(pid, 0.0)
         images = marks[-1][0] - marks[0][0]
-        print("sustained CPU seconds per image by process:",
-              ", ".join(f"{k} {v / images:.3f}" for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]) if v > 0))
+        print(
+            "sustained CPU seconds per image by process:",
+            ", ".join(f"{k} {v / images:.3f}" for k, v in sorted(by_name.items(), key=lambda kv: -kv[1]) if v > 0),
+        )
     return summary, wall, cpu / max(summary.done, 1), steady
 
 
@@ -279,25 +294,39 @@ def throughput(args) -> None:
     sustained = summary.steady_images_per_s
     whole = summary.done / wall
     mode = "backbone-only" if args.backbone_only else "full model"
-    print(f"machine: {_machine()}; pipeline: {actors} actor(s) x {threads} torch threads; "
-          f"model-only loop: {loop_threads} torch threads; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
-    print(f"config: {args.data}, {summary.done} samples, {args.arch} ({mode}), canvas {args.canvas}, "
-          f"layers {args.layers}, stats {args.stats}, batch {args.batch_size}, chunk {args.chunk_size}")
+    print(
+        f"machine: {_machine()}; pipeline: {actors} actor(s) x {threads} torch threads; "
+        f"model-only loop: {loop_threads} torch threads; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+    )
+    print(
+        f"config: {args.data}, {summary.done} samples, {args.arch} ({mode}), canvas {args.canvas}, "
+        f"layers {args.layers}, stats {args.stats}, batch {args.batch_size}, chunk {args.chunk_size}"
+    )
     print(f"model-only loop        : {base:8.3f} images/s  (before {before[0]:.3f}, after {after[0]:.3f})")
-    print(f"end to end, sustained  : {sustained:8.3f} images/s  (after the first chunk, "
-          f"which arrived at {summary.first_chunk_s:.1f} s)")
+    print(
+        f"end to end, sustained  : {sustained:8.3f} images/s  (after the first chunk, "
+        f"which arrived at {summary.first_chunk_s:.1f} s)"
+    )
     print(f"end to end, whole run  : {whole:8.3f} images/s  ({wall:.1f} s incl. Ray/actor start-up and model build)")
     print(f"efficiency (sustained end to end / model-only): {sustained / base:.3f}")
     print(f"whole-run ratio (incl. start-up)             : {whole / base:.3f}")
-    print(f"tapped forward, wall seconds per image: {1 / base:.3f} in the model-only loop, "
-          f"{summary.forward_seconds / summary.done:.3f} inside a pipeline actor")
-    print(f"model stage: {100 * summary.forward_share:.1f}% of its time in the tapped forward (the rest: decode, "
-          f"foveate, crop/paste, pixel controls, anchor scores); store writes {summary.write_seconds / summary.done:.4f} "
-          "s per image in the sink tasks")
-    print(f"CPU seconds per image: model-only {cpu_base:.2f}; end to end {cpu_steady:.2f} sustained, "
-          f"{cpu_e2e:.2f} whole run (every process of the run: driver, GCS, raylet, read/model/sink workers)")
-    print(f"CPU-time efficiency, sustained (model-only / end-to-end CPU per image; independent of machine "
-          f"load): {cpu_base / cpu_steady:.3f}")
+    print(
+        f"tapped forward, wall seconds per image: {1 / base:.3f} in the model-only loop, "
+        f"{summary.forward_seconds / summary.done:.3f} inside a pipeline actor"
+    )
+    print(
+        f"model stage: {100 * summary.forward_share:.1f}% of its time in the tapped forward (the rest: decode, "
+        f"foveate, crop/paste, pixel controls, anchor scores); store writes {summary.write_seconds / summary.done:.4f} "
+        "s per image in the sink tasks"
+    )
+    print(
+        f"CPU seconds per image: model-only {cpu_base:.2f}; end to end {cpu_steady:.2f} sustained, "
+        f"{cpu_e2e:.2f} whole run (every process of the run: driver, GCS, raylet, read/model/sink workers)"
+    )
+    print(
+        f"CPU-time efficiency, sustained (model-only / end-to-end CPU per image; independent of machine "
+        f"load): {cpu_base / cpu_steady:.3f}"
+    )
     print(f"CPU-time ratio, whole run (incl. Ray start-up, probe, actor start-up): {cpu_base / cpu_e2e:.3f}")
     ray.shutdown()
 
@@ -326,16 +355,26 @@ def memory(args) -> None:
         manifest = make_manifest("synthetic", 40, 160, 16.0, (9.5, 12.0), work)
         rows = []
         for n in args.sizes:
-            out = subprocess.run([sys.executable, "-c", MEMORY_DRIVER, str(manifest), str(n), str(work / f"s{n}.zarr")],
-                                 capture_output=True, text=True, timeout=1800)
+            out = subprocess.run(
+                [sys.executable, "-c", MEMORY_DRIVER, str(manifest), str(n), str(work / f"s{n}.zarr")],
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
             if out.returncode != 0:
                 sys.exit(out.stderr[-3000:])
             rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    print(f"machine: {_machine()}; driver peak RSS (ru_maxrss of the driver process), resnet50 backbone-only, "
-          "layer1.0.bn3, canvas 160, chunk 50")
+    print(
+        f"machine: {_machine()}; driver peak RSS (ru_maxrss of the driver process), resnet50 backbone-only, "
+        "layer1.0.bn3, canvas 160, chunk 50"
+    )
     for r in rows:
-        print(f"  {r['n']:6d} samples: peak RSS {r['peak_rss_mib']:7.1f} MiB  ({r['done']} done in {r['seconds']:.1f} s)")
-    print(f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}")
+        print(
+            f"  {r['n']:6d} samples: peak RSS {r['peak_rss_mib']:7.1f} MiB  ({r['done']} done in {r['seconds']:.1f} s)"
+        )
+    print(
+        f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}"
+    )
 
 
 OMP_LOOP = r"""
@@ -360,8 +399,9 @@ def omp(args) -> None:
     for threads in (1, 2):
         for policy in ("ACTIVE", "PASSIVE"):
             env = {**os.environ, "OMP_WAIT_POLICY": policy}
-            out = subprocess.run([sys.executable, "-c", OMP_LOOP, str(threads)], env=env, capture_output=True,
-                                 text=True, timeout=1800)
+            out = subprocess.run(
+                [sys.executable, "-c", OMP_LOOP, str(threads)], env=env, capture_output=True, text=True, timeout=1800
+            )
             wall, cpu = (float(v) for v in out.stdout.split()[-2:])
             print(f"  {threads} thread(s), OMP_WAIT_POLICY={policy:<7}: {wall:.3f} s/image wall, {cpu:.3f} CPU s/image")
 
@@ -382,9 +422,13 @@ def main() -> None:
     p.add_argument("--backbone-only", action="store_true")
     p.add_argument("--device", default=None)
     p.add_argument("--num-actors", type=int, default=None, help="model actors (default: the pipeline's choice)")
-    p.add_argument("--torch-threads", type=int, default=None,
-                   help="torch threads, the actor's and the model-only loop's (default: the pipeline's choice, "
-                   "all cores per actor); 1 makes CPU seconds comparable on a loaded machine (no spin-waiting)")
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        help="torch threads, the actor's and the model-only loop's (default: the pipeline's choice, "
+        "all cores per actor); 1 makes CPU seconds comparable on a loaded machine (no spin-waiting)",
+    )
     p.add_argument("--sizes", type=int, nargs="+", default=[100, 1000], help="memory mode: sample counts")
     args = p.parse_args()
     if args.mode == "memory":

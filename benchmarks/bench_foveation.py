@@ -29,7 +29,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -73,24 +73,33 @@ def main() -> None:
     ap.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--no-baseline", action="store_true", help="skip foveatorch")
-    ap.add_argument("--also-default-levels", action="store_true",
-                    help="also time foveatorch with its default 6 levels (slow)")
-    ap.add_argument("--baseline-max-seconds", type=float, default=90.0,
-                    help="stop repeating foveatorch once one configuration has taken this long")
+    ap.add_argument(
+        "--also-default-levels", action="store_true", help="also time foveatorch with its default 6 levels (slow)"
+    )
+    ap.add_argument(
+        "--baseline-max-seconds",
+        type=float,
+        default=90.0,
+        help="stop repeating foveatorch once one configuration has taken this long",
+    )
     args = ap.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     size = args.size
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for d in devices:
         if d.startswith("cuda"):
             print(f"cuda: {torch.cuda.get_device_name(torch.device(d))}")
-    print(f"images: {size} x {size} x 3 float32 in [0, 1], one fixation per image; repeats {args.repeats}; "
-          "figures are medians")
+    print(
+        f"images: {size} x {size} x 3 float32 in [0, 1], one fixation per image; repeats {args.repeats}; "
+        "figures are medians"
+    )
 
     fov = Foveator(pixels_per_degree=30.0)
     gen = torch.Generator().manual_seed(0)
@@ -111,15 +120,15 @@ def main() -> None:
             backends = ["torch"] + (["triton"] if device.type == "cuda" and _triton_ok() else [])
             for b in backends:
                 f = Foveator(pixels_per_degree=30.0, backend=b)
-                runs[f"fovea_ray[{b}]"] = lambda f=f: f(x, fix)
+                runs[f"fovea_ray[{b}]"] = lambda f=f, x=x, fix=fix: f(x, fix)
             baseline_note = None
             if not args.no_baseline:
                 base, baseline_note = _foveatorch(levels)
                 if base is not None:
-                    runs[f"foveatorch L={levels}"] = lambda: base(x, fix)
+                    runs[f"foveatorch L={levels}"] = lambda base=base, x=x, fix=fix: base(x, fix)
                     if args.also_default_levels and levels != 6:
                         base6, _ = _foveatorch(6)
-                        runs["foveatorch L=6"] = lambda: base6(x, fix)
+                        runs["foveatorch L=6"] = lambda base6=base6, x=x, fix=fix: base6(x, fix)
 
             times: dict[str, list[float]] = {k: [] for k in runs}
             for k, fn in runs.items():  # warm-up: allocations, tables, kernels
@@ -136,13 +145,17 @@ def main() -> None:
             ref = med.get(f"foveatorch L={levels}")
             for k in runs:
                 ratio = f"{ref / med[k]:6.1f}x" if ref and k.startswith("fovea_ray") else ""
-                print(f"{dname:6s} {batch:5d} {k:18s} {mpx / med[k]:9.2f} {1e3 * med[k]:9.1f} {ratio:>7s}"
-                      + (f"   (n={len(times[k])})" if len(times[k]) != args.repeats else ""))
+                print(
+                    f"{dname:6s} {batch:5d} {k:18s} {mpx / med[k]:9.2f} {1e3 * med[k]:9.1f} {ratio:>7s}"
+                    + (f"   (n={len(times[k])})" if len(times[k]) != args.repeats else "")
+                )
             if baseline_note:
                 print(f"  {baseline_note}")
             del x, fix
-    print(f"ratio = foveatorch (same level count) median time / fovea_ray median time; "
-          f"load average at end {os.getloadavg()[0]:.1f}")
+    print(
+        f"ratio = foveatorch (same level count) median time / fovea_ray median time; "
+        f"load average at end {os.getloadavg()[0]:.1f}"
+    )
 
 
 def _triton_ok() -> bool:

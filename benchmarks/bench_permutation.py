@@ -65,9 +65,11 @@ def main() -> None:
 
     X, y = activation_like(args.n, args.channels, args.seed, shift=0.05, shifted_channels=64, scale=args.scale)
     train, _ = _seeding.stratified_split(y, 0.5, _seeding.stream(args.seed, _seeding.SPLIT))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), sklearn {sklearn.__version__}, ray {ray.__version__}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), sklearn {sklearn.__version__}, ray {ray.__version__}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"data: n = {args.n}, d = {X.shape[1]}, train/test 50/50, C = 1, no standardisation, scale {args.scale}")
 
     # 1. fovea-ray, full permutation on Ray.
@@ -90,15 +92,27 @@ def _full(args, X, y, train):
     ray.init(num_cpus=args.cpus, include_dashboard=False, logging_level="ERROR")
     print(f"ray start-up: {time.perf_counter() - t:.1f} s (not counted)")
     t = time.perf_counter()
-    full = full_permutation_null(X, y, train, n_permutations=args.permutations, seed=args.seed, test_size=0.5,
-                                 max_workers=args.workers, group_size=args.group_size, device=args.device,
-                                 dtype=args.precision, progress=True)
+    full = full_permutation_null(
+        X,
+        y,
+        train,
+        n_permutations=args.permutations,
+        seed=args.seed,
+        test_size=0.5,
+        max_workers=args.workers,
+        group_size=args.group_size,
+        device=args.device,
+        dtype=args.precision,
+        progress=True,
+    )
     ours = time.perf_counter() - t
     fits = full.n_permutations + 1
     p = permutation_pvalue(full.observed_accuracy, full.null_accuracies)
-    print(f"fovea-ray full permutation: P = {full.n_permutations} ({full.n_groups} groups of {full.group_size}), "
-          f"{ours:.1f} s wall ({ours / fits * 1e3:.1f} ms per refit), observed accuracy "
-          f"{full.observed_accuracy:.4f}, p = {p:.4g}, converged {full.converged_fraction:.3f}")
+    print(
+        f"fovea-ray full permutation: P = {full.n_permutations} ({full.n_groups} groups of {full.group_size}), "
+        f"{ours:.1f} s wall ({ours / fits * 1e3:.1f} ms per refit), observed accuracy "
+        f"{full.observed_accuracy:.4f}, p = {p:.4g}, converged {full.converged_fraction:.3f}"
+    )
     ray.shutdown()
     return ours, fits
 
@@ -119,22 +133,33 @@ def _baselines(args, X, y, train, ours, fits):
             LogisticRegression(C=1.0, solver="lbfgs", max_iter=500).fit(X[tr_b], Yb[tr_b, j])
         conv.append(not caught)
     seq = (time.perf_counter() - t) / args.baseline
-    print(f"baseline A, sequential sklearn lbfgs (max_iter=500): {seq:.2f} s per refit "
-          f"({sum(conv)}/{args.baseline} converged)")
+    print(
+        f"baseline A, sequential sklearn lbfgs (max_iter=500): {seq:.2f} s per refit "
+        f"({sum(conv)}/{args.baseline} converged)"
+    )
     cv = StratifiedShuffleSplit(n_splits=1, test_size=0.5, random_state=args.seed)
     t = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        permutation_test_score(LogisticRegression(C=1.0, solver="lbfgs", max_iter=500), X, y, cv=cv,
-                               n_permutations=args.baseline, n_jobs=2, random_state=args.seed)
+        permutation_test_score(
+            LogisticRegression(C=1.0, solver="lbfgs", max_iter=500),
+            X,
+            y,
+            cv=cv,
+            n_permutations=args.baseline,
+            n_jobs=2,
+            random_state=args.seed,
+        )
     pts = (time.perf_counter() - t) / (args.baseline + 1)
     print(f"baseline B, sklearn permutation_test_score(n_jobs=2): {pts:.2f} s per permutation")
     if ours is None:
         return
     per = ours / fits
-    print(f"RATIO per permutation: {seq / per:.1f}x faster than sequential sklearn refits, "
-          f"{pts / per:.1f}x faster than permutation_test_score(n_jobs=2); "
-          f"P = {args.permutations} by sequential sklearn would take ~{seq * (args.permutations + 1) / 60:.0f} min")
+    print(
+        f"RATIO per permutation: {seq / per:.1f}x faster than sequential sklearn refits, "
+        f"{pts / per:.1f}x faster than permutation_test_score(n_jobs=2); "
+        f"P = {args.permutations} by sequential sklearn would take ~{seq * (args.permutations + 1) / 60:.0f} min"
+    )
 
 
 def _agreement(args, X, y, train):
@@ -147,7 +172,7 @@ def _agreement(args, X, y, train):
     design = prepare_design(X, curvature_rows=train.size)
     Ya, tr_a = group_labels(y, train, 0.5, args.seed, 1, args.agreement)
     te_a = np.setdiff1d(np.arange(y.size), tr_a)
-    acc = lambda f: ((f.decision[0][te_a] > 0) == (Ya[te_a] == 1)).mean(0)   # noqa: E731
+    acc = lambda f: ((f.decision[0][te_a] > 0) == (Ya[te_a] == 1)).mean(0)  # noqa: E731
     t = time.perf_counter()
     default = fit_logistic_batched(design, Ya, train_rows=tr_a, stable_signs=True, precision=args.precision)
     t_def = time.perf_counter() - t
@@ -156,10 +181,12 @@ def _agreement(args, X, y, train):
     t_ex = time.perf_counter() - t
     same = np.mean(acc(default) == acc(exact))
     rel = np.max(np.abs(default.objective - exact.objective) / exact.objective)
-    print(f"agreement over {args.agreement} permuted label vectors: identical held-out accuracy "
-          f"{same * 100:.0f}% (default precision {args.precision}, {default.n_iter} iterations, {t_def:.1f} s) vs "
-          f"float64 optimum (tol 1e-10, {exact.n_iter} iterations, {t_ex:.1f} s); max relative objective "
-          f"difference {rel:.1e}; float64 converged {exact.converged.mean():.2f}")
+    print(
+        f"agreement over {args.agreement} permuted label vectors: identical held-out accuracy "
+        f"{same * 100:.0f}% (default precision {args.precision}, {default.n_iter} iterations, {t_def:.1f} s) vs "
+        f"float64 optimum (tol 1e-10, {exact.n_iter} iterations, {t_ex:.1f} s); max relative objective "
+        f"difference {rel:.1e}; float64 converged {exact.converged.mean():.2f}"
+    )
     for j in range(args.sklearn_tight):
         t = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -169,9 +196,11 @@ def _agreement(args, X, y, train):
         ok = not caught
         rel = (exact.objective[0, j] - sk_obj) / sk_obj
         same_pred = np.array_equal(est.predict(X[te_a]) == 1, exact.decision[0][te_a, j] > 0)
-        print(f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
-              f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
-              f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}")
+        print(
+            f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
+            f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
+            f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}"
+        )
 
 
 if __name__ == "__main__":

@@ -84,7 +84,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 gives steady CPU-time ratios on a shared machine)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (1 gives steady CPU-time ratios on a shared machine)",
+    )
     parser.add_argument("--detections", type=int, default=20, help="detections kept per image (realistic heads)")
     parser.add_argument("--no-realistic-heads", action="store_true")
     args = parser.parse_args()
@@ -159,12 +164,20 @@ def main() -> None:
         detections = [len(d["boxes"]) for d in model(image_list)]
     hook.remove()
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()})"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU ({torch.get_num_threads()} torch threads, {platform.processor() or platform.machine()})"
+    )
     print(f"bench_taps: {args.arch} FPN Mask R-CNN, batch {args.batch} x 3 x {args.size} x {args.size}, device {name}")
-    print(f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; best of {args.repeats} interleaved repeats after {args.warmup} warm-up")
+    print(
+        f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; best of {args.repeats} interleaved repeats after {args.warmup} warm-up"
+    )
     print("  (best wall time; process CPU time in brackets; median wall time in parentheses)")
     for key, value in med.items():
-        print(f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (median {median_wall[key] * 1000:.0f} ms; runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})")
+        print(
+            f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (median {median_wall[key] * 1000:.0f} ms; runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})"
+        )
     hooks_wall = hook_time[id(tap_full)][0] / args.repeats
     hooks_cpu = hook_time[id(tap_full)][1] / args.repeats
     print(
@@ -178,7 +191,9 @@ def main() -> None:
     speed = base / med["backbone-only to layer3.22.bn3"]
     speed_cpu = med_cpu["untapped model(images)"] / med_cpu["backbone-only to layer3.22.bn3"]
     target = 0.10 if device.type == "cuda" else 0.15
-    print(f"tap overhead, 33 bottlenecks in one pass vs untapped (same work): {over_masks * 100:+.1f} %  (target <= {target * 100:.0f} %: {'met' if over_masks <= target else 'MISSED'})")
+    print(
+        f"tap overhead, 33 bottlenecks in one pass vs untapped (same work): {over_masks * 100:+.1f} %  (target <= {target * 100:.0f} %: {'met' if over_masks <= target else 'MISSED'})"
+    )
     if device.type == "cpu":
         cpu_over = med_cpu[f"full + {len(tap_full.layers)} taps (masks on)"] / med_cpu["untapped model(images)"] - 1
         print(f"  the same in process CPU time: {cpu_over * 100:+.1f} %")
@@ -186,8 +201,12 @@ def main() -> None:
     body_key = f"backbone-only + {len(tap_full.layers)} taps"
     over_body = med[body_key] / med["untapped transform + backbone body"] - 1
     over_body_cpu = med_cpu[body_key] / med_cpu["untapped transform + backbone body"] - 1
-    print(f"  33 backbone-only taps vs the untapped body alone (least favourable): {over_body * 100:+.1f} % wall, {over_body_cpu * 100:+.1f} % CPU time")
-    print(f"backbone-only to layer3 vs full untapped model: {speed:.2f}x faster  (target >= 2x: {'met' if speed >= 2 else 'MISSED'}); in CPU time {speed_cpu:.2f}x")
+    print(
+        f"  33 backbone-only taps vs the untapped body alone (least favourable): {over_body * 100:+.1f} % wall, {over_body_cpu * 100:+.1f} % CPU time"
+    )
+    print(
+        f"backbone-only to layer3 vs full untapped model: {speed:.2f}x faster  (target >= 2x: {'met' if speed >= 2 else 'MISSED'}); in CPU time {speed_cpu:.2f}x"
+    )
 
     # Host memory of the taps: B x C x S floats per layer, whatever the image size.
     sizes = {}
@@ -195,11 +214,18 @@ def main() -> None:
         batch = torch.rand(args.batch, 3, size, size).to(device)
         out = tap_nomask(batch)
         host = sum(t.numel() * t.element_size() for t in out.taps.values())
-        maps = sum(args.batch * t.shape[1] * (size // s) ** 2 * 4 for t, s in zip(out.taps.values(), [4] * 3 + [8] * 4 + [16] * 23 + [32] * 3))
+        maps = sum(
+            args.batch * t.shape[1] * (size // s) ** 2 * 4
+            for t, s in zip(out.taps.values(), [4] * 3 + [8] * 4 + [16] * 23 + [32] * 3)
+        )
         sizes[size] = host
-        print(f"host bytes of the 33 taps at {size} x {size}: {host:,} (B x C x S = {args.batch} x {sum(t.shape[1] for t in out.taps.values())} x {len(STATS)} float32); the full maps would be {maps:,}")
+        print(
+            f"host bytes of the 33 taps at {size} x {size}: {host:,} (B x C x S = {args.batch} x {sum(t.shape[1] for t in out.taps.values())} x {len(STATS)} float32); the full maps would be {maps:,}"
+        )
     small, large = sizes[args.small_size], sizes[args.size]
-    print(f"host bytes ratio {args.size} px / {args.small_size} px: {large / small:.2f} (pixel ratio {(args.size / args.small_size) ** 2:.1f})")
+    print(
+        f"host bytes ratio {args.size} px / {args.small_size} px: {large / small:.2f} (pixel ratio {(args.size / args.small_size) ** 2:.1f})"
+    )
     for tapper in (tap_full, tap_nomask, tap_layer3, tap_body):
         tapper.close()
     if device.type == "cpu":
@@ -212,8 +238,10 @@ def _median_micro(model, image_list, layers, repeats: int) -> None:
 
     maps: list[torch.Tensor] = []
     modules = dict(model.named_modules())
-    hooks = [modules[n].register_forward_hook(lambda m, i, o: maps.append(o.reshape(-1, o.shape[-2] * o.shape[-1]).clone()))
-             for n in layers]
+    hooks = [
+        modules[n].register_forward_hook(lambda m, i, o: maps.append(o.reshape(-1, o.shape[-2] * o.shape[-1]).clone()))
+        for n in layers
+    ]
     with torch.inference_mode():
         model.backbone.body(model.transform(image_list)[0].tensors)
     for hook in hooks:
@@ -239,11 +267,15 @@ def _median_micro(model, image_list, layers, repeats: int) -> None:
             if name == "sort":
                 reference = result
             else:
-                assert all(torch.equal(a, b) for a, b in zip(result, reference)), "bracketed median differs from the sort"
+                assert all(torch.equal(a, b) for a, b in zip(result, reference)), (
+                    "bracketed median differs from the sort"
+                )
     values = sum(rows.numel() for rows in maps)
-    print(f"exact median of the {len(maps)} maps ({values / 1e6:.1f} M values, {torch.get_num_threads()} threads, CPU time, best of {repeats}): "
-          f"sort per row {best['sort'] * 1000:.0f} ms, bracketed selection {best['bracketed'] * 1000:.0f} ms: "
-          f"{best['sort'] / best['bracketed']:.2f}x faster, identical values: True")
+    print(
+        f"exact median of the {len(maps)} maps ({values / 1e6:.1f} M values, {torch.get_num_threads()} threads, CPU time, best of {repeats}): "
+        f"sort per row {best['sort'] * 1000:.0f} ms, bracketed selection {best['bracketed'] * 1000:.0f} ms: "
+        f"{best['sort'] / best['bracketed']:.2f}x faster, identical values: True"
+    )
 
 
 if __name__ == "__main__":

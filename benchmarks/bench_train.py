@@ -59,9 +59,20 @@ def main() -> None:
         device = torch.device(args.device)
         runners = {}
         for policy in ("center", "none"):
-            cfg = TrainConfig(ann_file=str(root / "instances.json"), images=str(root / "images"), out=tmp, arch=arch,
-                              steps=1000, batch_size=batch, trainable_layers=args.trainable_layers, amp=amp,
-                              fixation=policy, pixels_per_degree=args.ppd, lr=0.002, warmup_steps=0)
+            cfg = TrainConfig(
+                ann_file=str(root / "instances.json"),
+                images=str(root / "images"),
+                out=tmp,
+                arch=arch,
+                steps=1000,
+                batch_size=batch,
+                trainable_layers=args.trainable_layers,
+                amp=amp,
+                fixation=policy,
+                pixels_per_degree=args.ppd,
+                lr=0.002,
+                warmup_steps=0,
+            )
             model = build_training_model(cfg, lm.num_classes)
             calibrate_frozen_bn(model, [im.float() / 255 for im in images])
             model.to(device)
@@ -88,12 +99,16 @@ def main() -> None:
                         fov_ms.append(phases["loaded_to_foveated"])
     ips = {k: batch / statistics.median(v) for k, v in times.items()}
     name = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; {arch}, {batch} x {size}x{size} px, AMP {'on' if amp else 'off'}, "
-          f"trainable layers {args.trainable_layers}, ppd {args.ppd:g}; medians of {args.steps} steps")
+    print(
+        f"device: {name}; {arch}, {batch} x {size}x{size} px, AMP {'on' if amp else 'off'}, "
+        f"trainable layers {args.trainable_layers}, ppd {args.ppd:g}; medians of {args.steps} steps"
+    )
     print(f"foveated step (center):      {ips['center']:.2f} img/s")
     print(f"baseline step (none):        {ips['none']:.2f} img/s")
     print(f"ratio foveated/unfoveated:   {ips['center'] / ips['none']:.3f}")
-    print(f"foveation: {statistics.median(fov_ms):.1f} ms per step = {100 * statistics.median(shares):.2f}% of the step's device time")
+    print(
+        f"foveation: {statistics.median(fov_ms):.1f} ms per step = {100 * statistics.median(shares):.2f}% of the step's device time"
+    )
 
 
 if __name__ == "__main__":

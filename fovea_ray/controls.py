@@ -11,7 +11,7 @@ a comparative study", ICPR 2000); foveation removes exactly this high-frequency 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F

@@ -13,7 +13,9 @@ COMMANDS = ["run", "prepare", "extract", "test", "report", "foveate", "train", "
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-c", "from fovea_ray.cli import main; main()", *args],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

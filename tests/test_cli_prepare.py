@@ -33,9 +33,28 @@ def run_in_process(capsys, *args) -> subprocess.CompletedProcess:
 
 def test_prepare_writes_manifest_summary_and_preview(synthetic_coco, tmp_path, capsys):
     out = tmp_path / "m.parquet"
-    res = run_in_process(capsys, "prepare", "--ann-file", synthetic_coco / "instances.json",
-                         "--images", synthetic_coco / "images", "--out", out, "--canvas", 128, "--n-per-type", 8,
-                         "--seed", 3, "--ecc-band", "5,7", "--max-window-fraction", "0.5", "--preview", 2)
+    res = run_in_process(
+        capsys,
+        "prepare",
+        "--ann-file",
+        synthetic_coco / "instances.json",
+        "--images",
+        synthetic_coco / "images",
+        "--out",
+        out,
+        "--canvas",
+        128,
+        "--n-per-type",
+        8,
+        "--seed",
+        3,
+        "--ecc-band",
+        "5,7",
+        "--max-window-fraction",
+        "0.5",
+        "--preview",
+        2,
+    )
     assert res.returncode == 0, res.stderr
     assert out.is_file()
     summary = json.loads((tmp_path / "m.summary.json").read_text())
@@ -43,8 +62,10 @@ def test_prepare_writes_manifest_summary_and_preview(synthetic_coco, tmp_path, c
     # The printed table carries the same counts, per category and type.
     for cat in summary["categories"]:
         if cat["type1"]:
-            assert any(line.split()[:1] == [cat["name"]] and line.split()[-2:] == [str(cat["type1"]), str(cat["type0"])]
-                       for line in res.stdout.splitlines()), res.stdout
+            assert any(
+                line.split()[:1] == [cat["name"]] and line.split()[-2:] == [str(cat["type1"]), str(cat["type0"])]
+                for line in res.stdout.splitlines()
+            ), res.stdout
     png = tmp_path / "m.preview.png"
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size[0] > 300 and im.size[1] > 300
@@ -55,9 +76,26 @@ def test_prepare_writes_manifest_summary_and_preview(synthetic_coco, tmp_path, c
     assert df.attrs["config"]["ecc_band"] == [5.0, 7.0] and df.attrs["config"]["canvas"] == [128, 128]
     # Same command, same bytes.
     again = tmp_path / "again.parquet"
-    res2 = run_cli("prepare", "--ann-file", synthetic_coco / "instances.json", "--images", synthetic_coco / "images",
-                   "--out", again, "--canvas", 128, "--n-per-type", 8, "--seed", 3, "--ecc-band", "5,7",
-                   "--max-window-fraction", "0.5", "-q")
+    res2 = run_cli(
+        "prepare",
+        "--ann-file",
+        synthetic_coco / "instances.json",
+        "--images",
+        synthetic_coco / "images",
+        "--out",
+        again,
+        "--canvas",
+        128,
+        "--n-per-type",
+        8,
+        "--seed",
+        3,
+        "--ecc-band",
+        "5,7",
+        "--max-window-fraction",
+        "0.5",
+        "-q",
+    )
     assert res2.returncode == 0 and again.read_bytes() == out.read_bytes()
 
 
@@ -74,8 +112,14 @@ def test_bad_input_is_one_line_without_traceback(case, synthetic_coco, tmp_path,
         bad.write_text(json.dumps({"images": good["images"], "annotations": good["annotations"]}))
         expect = [str(bad), "'categories'"]
     elif case == "unknown image":
-        bad.write_text(json.dumps({**good, "annotations": good["annotations"] + [{**good["annotations"][0], "id": 10**6,
-                                                                                   "image_id": 424242}]}))
+        bad.write_text(
+            json.dumps(
+                {
+                    **good,
+                    "annotations": good["annotations"] + [{**good["annotations"][0], "id": 10**6, "image_id": 424242}],
+                }
+            )
+        )
         expect = [str(bad), "unknown image ids", "1000000"]
     elif case == "no image root":
         bad, images = ann, tmp_path / "nowhere"
@@ -101,8 +145,19 @@ def test_missing_images_warn_with_count_and_names(synthetic_coco, tmp_path, caps
     images = tmp_path / "images"
     shutil.copytree(synthetic_coco / "images", images)
     (images / "000001.jpg").unlink()
-    res = run_in_process(capsys, "prepare", "--ann-file", synthetic_coco / "instances.json", "--images", images,
-                         "--out", tmp_path / "m.parquet", "--canvas", 256, "-q")
+    res = run_in_process(
+        capsys,
+        "prepare",
+        "--ann-file",
+        synthetic_coco / "instances.json",
+        "--images",
+        images,
+        "--out",
+        tmp_path / "m.parquet",
+        "--canvas",
+        256,
+        "-q",
+    )
     assert res.returncode == 0, res.stderr
     assert "1 of 60 images" in res.stderr and "000001.jpg" in res.stderr and "excluded" in res.stderr
     assert Path(tmp_path / "m.parquet").is_file()

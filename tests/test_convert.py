@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from fovea_ray.errors import FoveaRayError, InputError
 from fovea_ray.model import build_model, load_checkpoint, weights_checksum
 from fovea_ray.model.build import apply_conventions, load_state_dict_strict
-from fovea_ray.model.convert import COCO_CATEGORY_IDS, convert_checkpoint, convert_state_dict, main, to_source_state_dict
+from fovea_ray.model.convert import (
+    COCO_CATEGORY_IDS,
+    convert_checkpoint,
+    convert_state_dict,
+    main,
+    to_source_state_dict,
+)
 
 DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 MB_MEAN_BGR = [102.9801, 115.9465, 122.7717]
@@ -41,7 +47,7 @@ def _conv(g, shape):
     return torch.randn(*shape, generator=g) * (1.0 / fan_in) ** 0.5
 
 
-def synthetic_resnet_fpn(arch: str, style: str, seed: int = 0) -> "OrderedDict[str, torch.Tensor]":
+def synthetic_resnet_fpn(arch: str, style: str, seed: int = 0) -> OrderedDict[str, torch.Tensor]:
     """A Mask R-CNN R-FPN state dict in maskrcnn-benchmark ("mb") or detectron2 ("d2") names."""
     g = torch.Generator().manual_seed(seed)
     sd: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -65,7 +71,11 @@ def synthetic_resnet_fpn(arch: str, style: str, seed: int = 0) -> "OrderedDict[s
         in_ch = out
         outs.append(out)
     for k, c in enumerate(outs, start=1):
-        inner, layer = (f"backbone.fpn.fpn_inner{k}", f"backbone.fpn.fpn_layer{k}") if mb else (f"backbone.fpn_lateral{k + 1}", f"backbone.fpn_output{k + 1}")
+        inner, layer = (
+            (f"backbone.fpn.fpn_inner{k}", f"backbone.fpn.fpn_layer{k}")
+            if mb
+            else (f"backbone.fpn_lateral{k + 1}", f"backbone.fpn_output{k + 1}")
+        )
         sd[f"{inner}.weight"], sd[f"{inner}.bias"] = _conv(g, (256, c, 1, 1)), torch.zeros(256)
         sd[f"{layer}.weight"], sd[f"{layer}.bias"] = _conv(g, (256, 256, 3, 3)), torch.zeros(256)
     rpn = "rpn.head." if mb else "proposal_generator.rpn_head."
@@ -81,7 +91,10 @@ def synthetic_resnet_fpn(arch: str, style: str, seed: int = 0) -> "OrderedDict[s
     pred = "roi_heads.box.predictor." if mb else "roi_heads.box_predictor."
     n_box = 81 * 4 if mb else 80 * 4
     sd[f"{pred}cls_score.weight"], sd[f"{pred}cls_score.bias"] = _conv(g, (81, 1024)), torch.randn(81, generator=g)
-    sd[f"{pred}bbox_pred.weight"], sd[f"{pred}bbox_pred.bias"] = _conv(g, (n_box, 1024)), torch.randn(n_box, generator=g)
+    sd[f"{pred}bbox_pred.weight"], sd[f"{pred}bbox_pred.bias"] = (
+        _conv(g, (n_box, 1024)),
+        torch.randn(n_box, generator=g),
+    )
     mask = "roi_heads.mask.feature_extractor.mask_fcn" if mb else "roi_heads.mask_head.mask_fcn"
     for k in range(1, 5):
         sd[f"{mask}{k}.weight"], sd[f"{mask}{k}.bias"] = _conv(g, (256, 256, 3, 3)), torch.zeros(256)
@@ -114,7 +127,9 @@ def converted_mb101(mb101):
 def test_maskrcnn_benchmark_round_trip(mb101, converted_mb101):
     tv, conventions, extras, model = converted_mb101
     assert conventions["source"] == "maskrcnn-benchmark" and conventions["arch"] == "resnet101"
-    assert conventions["stride_in_1x1"] and conventions["frozen_bn_eps"] == 0.0 and conventions["input_format"] == "BGR255"
+    assert (
+        conventions["stride_in_1x1"] and conventions["frozen_bn_eps"] == 0.0 and conventions["input_format"] == "BGR255"
+    )
     own = model.state_dict()
     assert set(tv) == set(own) and all(tv[k].shape == own[k].shape for k in tv)
     back = to_source_state_dict(tv, conventions, extras)
@@ -130,14 +145,23 @@ def test_maskrcnn_benchmark_round_trip(mb101, converted_mb101):
 def test_coco_expansion_keeps_the_softmax(mb101, converted_mb101):
     tv = converted_mb101[0]
     features = torch.randn(5, 1024)
-    source = torch.softmax(features @ mb101["roi_heads.box.predictor.cls_score.weight"].T + mb101["roi_heads.box.predictor.cls_score.bias"], dim=1)
-    ours = torch.softmax(features @ tv["roi_heads.box_predictor.cls_score.weight"].T + tv["roi_heads.box_predictor.cls_score.bias"], dim=1)
+    source = torch.softmax(
+        features @ mb101["roi_heads.box.predictor.cls_score.weight"].T
+        + mb101["roi_heads.box.predictor.cls_score.bias"],
+        dim=1,
+    )
+    ours = torch.softmax(
+        features @ tv["roi_heads.box_predictor.cls_score.weight"].T + tv["roi_heads.box_predictor.cls_score.bias"],
+        dim=1,
+    )
     assert ours.shape == (5, 91)
     torch.testing.assert_close(ours[:, [0, *COCO_CATEGORY_IDS]], source, rtol=1e-6, atol=1e-7)
     gaps = sorted(set(range(91)) - {0, *COCO_CATEGORY_IDS})
     assert gaps == [12, 26, 29, 30, 45, 66, 68, 69, 71, 83] and torch.all(ours[:, gaps] == 0)
     box = tv["roi_heads.box_predictor.bbox_pred.weight"].view(91, 4, 1024)
-    torch.testing.assert_close(box[COCO_CATEGORY_IDS[5]], mb101["roi_heads.box.predictor.bbox_pred.weight"].view(81, 4, 1024)[6])
+    torch.testing.assert_close(
+        box[COCO_CATEGORY_IDS[5]], mb101["roi_heads.box.predictor.bbox_pred.weight"].view(81, 4, 1024)[6]
+    )
 
 
 def _mb_reference_layer2_0(sd, image_rgb01):
@@ -159,7 +183,9 @@ def _mb_reference_layer2_0(sd, image_rgb01):
         return F.relu(out + identity)
 
     x = image_rgb01.flip(0)[None] * 255.0 - torch.tensor(MB_MEAN_BGR).view(1, 3, 1, 1)
-    x = F.relu(frozen_bn(F.conv2d(x, sd["backbone.body.stem.conv1.weight"], stride=2, padding=3), "backbone.body.stem.bn1."))
+    x = F.relu(
+        frozen_bn(F.conv2d(x, sd["backbone.body.stem.conv1.weight"], stride=2, padding=3), "backbone.body.stem.bn1.")
+    )
     x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
     for b in range(3):
         x = block(x, f"backbone.body.layer1.{b}.", 1)
@@ -203,8 +229,12 @@ def test_detectron2_pickle_converts_loads_and_round_trips(tmp_path):
     back = to_source_state_dict(raw["model"], raw["fovea_ray"]["conventions"], raw["fovea_ray"]["source_extras"])
     assert set(back) == set(d2) and all(torch.equal(back[k], d2[k]) for k in d2)
     # detectron2 puts background last; torchvision first.
-    assert torch.equal(raw["model"]["roi_heads.box_predictor.cls_score.bias"][0], d2["roi_heads.box_predictor.cls_score.bias"][80])
-    assert torch.equal(raw["model"]["roi_heads.box_predictor.cls_score.bias"][1], d2["roi_heads.box_predictor.cls_score.bias"][0])
+    assert torch.equal(
+        raw["model"]["roi_heads.box_predictor.cls_score.bias"][0], d2["roi_heads.box_predictor.cls_score.bias"][80]
+    )
+    assert torch.equal(
+        raw["model"]["roi_heads.box_predictor.cls_score.bias"][1], d2["roi_heads.box_predictor.cls_score.bias"][0]
+    )
 
 
 def test_refusals(tmp_path, mb101):

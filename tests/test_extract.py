@@ -44,15 +44,25 @@ def make_manifest(root: Path, n: int) -> pd.DataFrame:
         cx, cy = x + w / 2, y + h / 2
         label = i % 2
         fx, fy = (cx, cy) if label else (cx + 40.0, cy)
-        rows.append({
-            "sample": i, "image_id": image_id, "file_name": im["file_name"],
-            "image_uri": str(root / "images" / im["file_name"]),
-            "image_width": im["width"], "image_height": im["height"], "ann_id": ann["id"],
-            "category_id": ann["category_id"], "bbox": [float(v) for v in ann["bbox"]], "label": label,
-            "fixation_xy": [fx, fy], "eccentricity_deg": float(np.hypot(cx - fx, cy - fy) / PPD),
-            "window_xywh": [int(round(fx)) - CANVAS // 2, int(round(fy)) - CANVAS // 2, CANVAS, CANVAS],
-            "canvas": [CANVAS, CANVAS], "pixels_per_degree": PPD,
-        })
+        rows.append(
+            {
+                "sample": i,
+                "image_id": image_id,
+                "file_name": im["file_name"],
+                "image_uri": str(root / "images" / im["file_name"]),
+                "image_width": im["width"],
+                "image_height": im["height"],
+                "ann_id": ann["id"],
+                "category_id": ann["category_id"],
+                "bbox": [float(v) for v in ann["bbox"]],
+                "label": label,
+                "fixation_xy": [fx, fy],
+                "eccentricity_deg": float(np.hypot(cx - fx, cy - fy) / PPD),
+                "window_xywh": [int(round(fx)) - CANVAS // 2, int(round(fy)) - CANVAS // 2, CANVAS, CANVAS],
+                "canvas": [CANVAS, CANVAS],
+                "pixels_per_degree": PPD,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -269,11 +279,32 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
     extract(manifest_path, ref, **kw)
 
     out = tmp_path / "killed.zarr"
-    args = [str(manifest_path), "--out", str(out), "--address", ray_session.get_runtime_context().gcs_address,
-            "--arch", "resnet50", "--layers", ",".join(LAYERS), "--stats", ",".join(STATS), "--chunk-size", "1",
-            "--batch-size", "1", "--backbone-only", "--seed", "0", "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from fovea_ray.cli import main; main(sys.argv[1:])",
-                             "extract", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = [
+        str(manifest_path),
+        "--out",
+        str(out),
+        "--address",
+        ray_session.get_runtime_context().gcs_address,
+        "--arch",
+        "resnet50",
+        "--layers",
+        ",".join(LAYERS),
+        "--stats",
+        ",".join(STATS),
+        "--chunk-size",
+        "1",
+        "--batch-size",
+        "1",
+        "--backbone-only",
+        "--seed",
+        "0",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from fovea_ray.cli import main; main(sys.argv[1:])", "extract", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -319,8 +350,27 @@ def test_cli_resumes_a_complete_store_and_reports(reference_store, manifest, tmp
     path = write_manifest(manifest, tmp_path / "m.parquet")
     out = tmp_path / "s.zarr"
     shutil.copytree(reference_store, out)
-    code, text = _cli(["extract", str(path), "--out", str(out), "--arch", "resnet50", "--layers", ",".join(LAYERS),
-                       "--stats", "mean", "--stats", "max", "--chunk-size", "4", "--batch-size", "3", "--no-progress"])
+    code, text = _cli(
+        [
+            "extract",
+            str(path),
+            "--out",
+            str(out),
+            "--arch",
+            "resnet50",
+            "--layers",
+            ",".join(LAYERS),
+            "--stats",
+            "mean",
+            "--stats",
+            "max",
+            "--chunk-size",
+            "4",
+            "--batch-size",
+            "3",
+            "--no-progress",
+        ]
+    )
     assert code == 0, text
     assert "complete" in text and "0 done" in text and "6 skipped" in text
 

@@ -70,6 +70,7 @@ def test_only_ssh_is_open_to_the_world(cfg):
 
 
 def test_job_entrypoint_help():
-    out = subprocess.run([sys.executable, str(REPO / "jobs" / "extract.py"), "--help"], capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "extract.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0 and "--out" in out.stdout and "--weights" in out.stdout

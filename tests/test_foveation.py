@@ -187,8 +187,10 @@ def test_high_frequency_energy_falls_monotonically_with_eccentricity():
     yy, xx = np.mgrid[0:h, 0:w]
     r = np.hypot(xx - 128.0, yy - 128.0)
     edges = np.arange(0, 129, 16)
-    rings = [energy[(r >= a) & (r < b) & (yy > 2) & (yy < h - 3) & (xx > 2) & (xx < w - 3)].mean()
-             for a, b in zip(edges, edges[1:])]
+    rings = [
+        energy[(r >= a) & (r < b) & (yy > 2) & (yy < h - 3) & (xx > 2) & (xx < w - 3)].mean()
+        for a, b in zip(edges, edges[1:])
+    ]
     rings_in = [energy_in[(r >= a) & (r < b)].mean() for a, b in zip(edges, edges[1:])]
     fovea = fov.fovea_radius_px
     for i, (a, b) in enumerate(zip(edges, edges[1:])):

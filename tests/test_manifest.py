@@ -26,9 +26,17 @@ def eligible_from_raw_json(ann_file: Path, canvas: int, min_area=1024.0, frac=0.
     for a in data["annotations"]:
         im = imgs[a["image_id"]]
         x, y, w, h = a["bbox"]
-        if (a.get("iscrowd", 0) == 0 and a["area"] >= min_area and x >= border and y >= border
-                and x + w <= im["width"] - border and y + h <= im["height"] - border
-                and w * h <= frac * canvas * canvas and w <= canvas and h <= canvas):
+        if (
+            a.get("iscrowd", 0) == 0
+            and a["area"] >= min_area
+            and x >= border
+            and y >= border
+            and x + w <= im["width"] - border
+            and y + h <= im["height"] - border
+            and w * h <= frac * canvas * canvas
+            and w <= canvas
+            and h <= canvas
+        ):
             out.setdefault(a["image_id"], {}).setdefault(a["category_id"], set()).add(a["id"])
     return out
 
@@ -64,7 +72,9 @@ def check_rules(df, ann_file: Path, canvas: int, band=(8.0, 12.0), ppd=30.0) -> 
         assert r.pixels_per_degree == ppd
     # Type-0 directions are spread around the circle, not one-sided.
     t0 = df[df["label"] == 0]
-    ang = [np.arctan2(f[1] - (b[1] + b[3] / 2), f[0] - (b[0] + b[2] / 2)) for f, b in zip(t0["fixation_xy"], t0["bbox"])]
+    ang = [
+        np.arctan2(f[1] - (b[1] + b[3] / 2), f[0] - (b[0] + b[2] / 2)) for f, b in zip(t0["fixation_xy"], t0["bbox"])
+    ]
     assert np.abs(np.mean(np.exp(1j * np.array(ang)))) < 0.5
 
 
@@ -111,11 +121,17 @@ def test_coco128_rules_and_optimum(coco128_dir):
 
 def test_determinism_is_byte_identical(synthetic_coco, tmp_path):
     kw = dict(canvas=SYN_CANVAS, seed=5, n_per_type=12)
-    a = write_manifest(build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", **kw), tmp_path / "a.parquet")
-    b = write_manifest(build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", **kw), tmp_path / "b.parquet")
+    a = write_manifest(
+        build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", **kw), tmp_path / "a.parquet"
+    )
+    b = write_manifest(
+        build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", **kw), tmp_path / "b.parquet"
+    )
     assert a.read_bytes() == b.read_bytes()
-    c = write_manifest(build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images",
-                                      **{**kw, "seed": 6}), tmp_path / "c.parquet")
+    c = write_manifest(
+        build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", **{**kw, "seed": 6}),
+        tmp_path / "c.parquet",
+    )
     assert a.read_bytes() != c.read_bytes()
     summary = json.loads(summary_path(a).read_text())
     assert summary["total"] == 24 and summary["per_type"] == {"1": 12, "0": 12}
@@ -130,8 +146,9 @@ def test_cap_categories_band_and_ppd(synthetic_coco):
     df = build_manifest(ann, images, canvas=SYN_CANVAS, n_per_type=9, seed=1)
     per_cat = Counter(df.loc[df["label"] == 1, "category_id"])
     assert sum(per_cat.values()) == 9 and max(per_cat.values()) - min(per_cat.values()) <= 1  # spread fairly
-    only = build_manifest(ann, images, canvas=SYN_CANVAS, categories=["disc", "5"], ecc_band=(4.0, 6.0),
-                          pixels_per_degree=40.0)
+    only = build_manifest(
+        ann, images, canvas=SYN_CANVAS, categories=["disc", "5"], ecc_band=(4.0, 6.0), pixels_per_degree=40.0
+    )
     assert set(only["category_id"]) == {1, 5}
     check_rules(only, ann, SYN_CANVAS, band=(4.0, 6.0), ppd=40.0)
 
@@ -143,8 +160,9 @@ def test_a_band_that_would_not_blur_type_0_is_refused(synthetic_coco):
 
     assert cutoff_cpd(4.5) > 16.0 / 2
     with pytest.raises(InputError, match="unblurred.*above 9.0 deg"):
-        build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", ecc_band=(4.5, 6.0),
-                       pixels_per_degree=16.0)
+        build_manifest(
+            synthetic_coco / "instances.json", synthetic_coco / "images", ecc_band=(4.5, 6.0), pixels_per_degree=16.0
+        )
 
 
 def test_missing_images_are_counted_and_excluded(synthetic_coco, tmp_path):

@@ -63,7 +63,9 @@ def test_r101_has_33_bottlenecks_and_canvas_is_not_rescaled():
     # Canvas-sized input keeps its size, and a smaller image keeps its native scale.
     assert image_list.image_sizes == [(160, 192), (100, 70)]
     assert tuple(image_list.tensors.shape[-2:]) == (160, 192)
-    normalised = (images[0] - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    normalised = (images[0] - torch.tensor([0.485, 0.456, 0.406])[:, None, None]) / torch.tensor([0.229, 0.224, 0.225])[
+        :, None, None
+    ]
     torch.testing.assert_close(image_list.tensors[0], normalised)
 
 

@@ -25,8 +25,15 @@ def test_fetch_bytes_records_failures(tmp_path):
     (tmp_path / "empty.jpg").write_bytes(b"")
     mem = fsspec.filesystem("memory")
     mem.pipe("/bucket/b.png", b"\x89PNGxyz")
-    uris = [str(good), str(tmp_path / "missing.jpg"), str(tmp_path / "empty.jpg"), str(tmp_path),
-            f"file://{good}", "memory://bucket/b.png", "memory://bucket/nope.png"]
+    uris = [
+        str(good),
+        str(tmp_path / "missing.jpg"),
+        str(tmp_path / "empty.jpg"),
+        str(tmp_path),
+        f"file://{good}",
+        "memory://bucket/b.png",
+        "memory://bucket/nope.png",
+    ]
     blobs, errors = fetch_bytes(uris)
     assert blobs[0] == blobs[4] == b"\xff\xd8\xffdata" and errors[0] == errors[4] == ""
     assert blobs[5] == b"\x89PNGxyz" and errors[5] == ""
@@ -50,9 +57,13 @@ def test_box_iou_matches_torchvision():
 
 def test_anchor_score_rule():
     anchor = np.array([10.0, 10.0, 50.0, 50.0])
-    det = {"boxes": torch.tensor([[10.0, 10.0, 50.0, 50.0], [12.0, 12.0, 52.0, 52.0], [100, 100, 140, 140.0],
-                                  [10.0, 10.0, 50.0, 50.0]]),
-           "labels": torch.tensor([3, 3, 3, 7]), "scores": torch.tensor([0.4, 0.9, 0.99, 0.95])}
+    det = {
+        "boxes": torch.tensor(
+            [[10.0, 10.0, 50.0, 50.0], [12.0, 12.0, 52.0, 52.0], [100, 100, 140, 140.0], [10.0, 10.0, 50.0, 50.0]]
+        ),
+        "labels": torch.tensor([3, 3, 3, 7]),
+        "scores": torch.tensor([0.4, 0.9, 0.99, 0.95]),
+    }
     assert anchor_score(det, anchor, 3) == pytest.approx(0.9)  # best same-category match with IoU >= 0.5
     assert anchor_score(det, anchor, 7) == pytest.approx(0.95)
     assert anchor_score(det, anchor, 5) == 0.0  # category never detected
@@ -76,7 +87,11 @@ def test_anchor_box_follows_the_render():
     img = torch.zeros(3, 120, 160)
     bbox = (37.0, 21.0, 30.0, 18.0)  # x, y, w, h
     img[:, 21:39, 37:67] = 1.0
-    for window, canvas in [((20, 5, 81, 61), (96, 128)), ((-30, -20, 100, 90), (128, 128)), ((10, 0, 64, 64), (65, 80))]:
+    for window, canvas in [
+        ((20, 5, 81, 61), (96, 128)),
+        ((-30, -20, 100, 90), (128, 128)),
+        ((10, 0, 64, 64), (65, 80)),
+    ]:
         out = render_batch([img], [[50.0, 30.0]], [window], canvas, Identity(), margin=None)[0]
         x0, y0, x1, y1 = anchor_box_on_canvas(bbox, window, canvas).astype(int)
         assert torch.all(out[:, y0:y1, x0:x1] == 1.0)
@@ -84,12 +99,25 @@ def test_anchor_box_follows_the_render():
 
 
 def _manifest(n=6):
-    return pd.DataFrame({
-        "sample": np.arange(n), "image_id": np.arange(n) + 100, "file_name": [f"{i}.jpg" for i in range(n)],
-        "image_uri": [f"/x/{i}.jpg" for i in range(n)], "image_width": [64] * n, "image_height": [48] * n,
-        "ann_id": np.arange(n) + 7, "category_id": [1] * n, "bbox": [[1.0, 2.0, 3.0, 4.0]] * n,
-        "label": [0, 1] * (n // 2), "fixation_xy": [[5.0, 6.0]] * n, "eccentricity_deg": [1.0] * n,
-        "window_xywh": [[0, 0, 32, 32]] * n, "canvas": [[32, 32]] * n, "pixels_per_degree": [30.0] * n})
+    return pd.DataFrame(
+        {
+            "sample": np.arange(n),
+            "image_id": np.arange(n) + 100,
+            "file_name": [f"{i}.jpg" for i in range(n)],
+            "image_uri": [f"/x/{i}.jpg" for i in range(n)],
+            "image_width": [64] * n,
+            "image_height": [48] * n,
+            "ann_id": np.arange(n) + 7,
+            "category_id": [1] * n,
+            "bbox": [[1.0, 2.0, 3.0, 4.0]] * n,
+            "label": [0, 1] * (n // 2),
+            "fixation_xy": [[5.0, 6.0]] * n,
+            "eccentricity_deg": [1.0] * n,
+            "window_xywh": [[0, 0, 32, 32]] * n,
+            "canvas": [[32, 32]] * n,
+            "pixels_per_degree": [30.0] * n,
+        }
+    )
 
 
 def test_manifest_checksum_identifies_the_samples():
@@ -108,14 +136,28 @@ def _model_rows(store, chunk, errors, k):
     n = b - a
     acts = np.full((1, k, 2, 1), np.nan, np.float32)
     acts[0, :n] = np.arange(n * 2, dtype=np.float32).reshape(n, 2, 1) + a
-    return {"chunk": np.array([chunk]), "n": np.array([n]), ACT_PREFIX + "l": acts,
-            "controls": np.zeros((1, k, 3, 1), np.float32), "anchor_score": np.ones((1, k), np.float32),
-            "errors": np.array([json.dumps(errors)]), "weights_checksum": np.array(["abc"]), "seconds": np.array([0.1])}
+    return {
+        "chunk": np.array([chunk]),
+        "n": np.array([n]),
+        ACT_PREFIX + "l": acts,
+        "controls": np.zeros((1, k, 3, 1), np.float32),
+        "anchor_score": np.ones((1, k), np.float32),
+        "errors": np.array([json.dumps(errors)]),
+        "weights_checksum": np.array(["abc"]),
+        "seconds": np.array([0.1]),
+    }
 
 
 def test_sink_writes_whole_chunks_and_strict_skips(tmp_path):
-    st = create_store(tmp_path / "s.zarr", n_samples=5, layers={"l": (2, ["mean"])}, control_stats=["mean"],
-                      chunk_size=4, samples=_manifest(6).iloc[:5], attrs={})
+    st = create_store(
+        tmp_path / "s.zarr",
+        n_samples=5,
+        layers={"l": (2, ["mean"])},
+        control_stats=["mean"],
+        chunk_size=4,
+        samples=_manifest(6).iloc[:5],
+        attrs={},
+    )
     out = write_chunks(_model_rows(st, 1, ["bad file"], 4), store_path=st.path)  # short last chunk, padded to K
     assert out["written"].tolist() == [True] and json.loads(out["failures"][0]) == [[4, "bad file"]]
     s = open_store(st.path)
@@ -127,13 +169,25 @@ def test_sink_writes_whole_chunks_and_strict_skips(tmp_path):
     write_chunks(_model_rows(st, 0, [""] * 4, 4), store_path=st.path, strict=True)
     s = open_store(st.path)
     assert s.pending_chunks() == []
-    np.testing.assert_array_equal(s.activations("l")[:, :, 0], np.array([[0, 1], [2, 3], [4, 5], [6, 7], [4, 5]], float))
+    np.testing.assert_array_equal(
+        s.activations("l")[:, :, 0], np.array([[0, 1], [2, 3], [4, 5], [6, 7], [4, 5]], float)
+    )
 
 
 def test_summary_lists_failures():
-    s = ExtractSummary(store="s.zarr", n_samples=10, n_chunks=3, done=8, skipped=2, failed=2,
-                       failures=[(3, "a.jpg", "empty file (0 bytes)"), (5, "b.jpg", "missing file (not found)")],
-                       seconds=4.0, complete=True, device="CPU", actors=1)
+    s = ExtractSummary(
+        store="s.zarr",
+        n_samples=10,
+        n_chunks=3,
+        done=8,
+        skipped=2,
+        failed=2,
+        failures=[(3, "a.jpg", "empty file (0 bytes)"), (5, "b.jpg", "missing file (not found)")],
+        seconds=4.0,
+        complete=True,
+        device="CPU",
+        actors=1,
+    )
     text = s.format()
     assert "8 done (6 good, 2 failed), 2 skipped" in text and "2.00 images/s" in text
     assert "sample 3 a.jpg: empty file (0 bytes)" in text and "sample 5 b.jpg: missing file" in text
@@ -146,9 +200,21 @@ def test_chunk_extractor_without_ray(synthetic_coco):
     from fovea_ray.pipeline.actor import ChunkExtractor, ModelSpec
 
     layers = ("backbone.body.layer1.0.bn3",)
-    spec = ModelSpec(arch="resnet50", weights=None, canvas=(96, 96), seed=0, layers=layers, channels=(256,),
-                     stats=("mean", "max"), backbone_only=True, foveation=Foveator(pixels_per_degree=16.0).params(),
-                     device="cpu", precision="auto", batch_size=2, torch_threads=1)
+    spec = ModelSpec(
+        arch="resnet50",
+        weights=None,
+        canvas=(96, 96),
+        seed=0,
+        layers=layers,
+        channels=(256,),
+        stats=("mean", "max"),
+        backbone_only=True,
+        foveation=Foveator(pixels_per_degree=16.0).params(),
+        device="cpu",
+        precision="auto",
+        batch_size=2,
+        torch_threads=1,
+    )
     ex = ChunkExtractor(spec)
     assert ex.precision == "fp32" and ex.control_stats[-1] == "hf_energy"
     good = sorted((synthetic_coco / "images").iterdir())[0].read_bytes()

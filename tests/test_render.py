@@ -61,8 +61,12 @@ def test_decode_alpha_is_composited_over_grey(rgb):
 def test_decode_bad_bytes_raise_input_error_with_the_reason(rgb):
     jpeg = _encode(Image.fromarray(rgb), "JPEG")
     png = _encode(Image.fromarray(rgb), "PNG")
-    for data, why in [(b"", "empty"), (jpeg[: len(jpeg) // 2], "truncated"), (png[: len(png) // 2], "truncated"),
-                      (b"this is not an image" * 5, "not a recognised image format")]:
+    for data, why in [
+        (b"", "empty"),
+        (jpeg[: len(jpeg) // 2], "truncated"),
+        (png[: len(png) // 2], "truncated"),
+        (b"this is not an image" * 5, "not a recognised image format"),
+    ]:
         with pytest.raises(InputError, match="cannot decode image") as err:
             decode_image(data)
         assert why in str(err.value).lower(), str(err.value)
@@ -110,8 +114,14 @@ def test_object_lands_centred_on_the_canvas(synthetic_coco):
     from fovea_ray.data.manifest import build_manifest
     from fovea_ray.foveation import Foveator
 
-    df = build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", canvas=128, n_per_type=3,
-                        ecc_band=(8.0, 12.0), max_window_fraction=0.5)
+    df = build_manifest(
+        synthetic_coco / "instances.json",
+        synthetic_coco / "images",
+        canvas=128,
+        n_per_type=3,
+        ecc_band=(8.0, 12.0),
+        max_window_fraction=0.5,
+    )
     imgs = [decode_image(open(u, "rb").read()) for u in df["image_uri"]]
     fix = np.stack(df["fixation_xy"].to_numpy())
     win = np.stack(df["window_xywh"].to_numpy())
@@ -125,7 +135,7 @@ def test_object_lands_centred_on_the_canvas(synthetic_coco):
         bx0, by0 = int(np.ceil(x)), int(np.ceil(y))
         bx1, by1 = int(np.floor(x + w)), int(np.floor(y + h))
         src = imgs[k][:, by0:by1, bx0:bx1]
-        can = out[k][:, by0 - wy:by1 - wy, bx0 - wx:bx1 - wx]
+        can = out[k][:, by0 - wy : by1 - wy, bx0 - wx : bx1 - wx]
         assert (src.mean() - can.mean()).abs() < 0.02
 
 
@@ -174,8 +184,10 @@ def test_type1_is_sharper_than_type0_and_uint8_matches_float(synthetic_coco):
 
     assert hf(out[0]) > 1.5 * hf(out[1])
     # The fovea is untouched: type 1's centre equals the source pixels exactly.
-    assert torch.equal(out[0][:, 40:56, 40:56], img[:, int(c[1] - 48) + 40:int(c[1] - 48) + 56,
-                                                      int(c[0] - 48) + 40:int(c[0] - 48) + 56])
+    assert torch.equal(
+        out[0][:, 40:56, 40:56],
+        img[:, int(c[1] - 48) + 40 : int(c[1] - 48) + 56, int(c[0] - 48) + 40 : int(c[0] - 48) + 56],
+    )
     as_uint8 = (img * 255).round().to(torch.uint8)
     out8 = render_batch([as_uint8, as_uint8], fix, win, (96, 96), fov)
     assert out8.dtype == torch.float32 and (out8 - out).abs().max() < 1e-5

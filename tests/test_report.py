@@ -20,8 +20,9 @@ def _layer(rng, n, C, shift, name, figure_data):
     y = np.repeat([0, 1], n // 2)
     v = rng.gamma(2.0, 1.0, size=(n, C, 2))
     v[y == 1, : C // 4, 1] += shift  # a quarter of the channels' max is higher for type 1
-    cfg = BatteryConfig(permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50,
-                        use_ray=False, alpha=0.01)
+    cfg = BatteryConfig(
+        permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50, use_ray=False, alpha=0.01
+    )
     return run_battery(v, y, ["mean", "max"], cfg, name=name, figure_data=figure_data)
 
 
@@ -36,13 +37,29 @@ def results_doc():
     ctrl = _layer(rng, 120, 3, 0.0, "controls/pixels", False)
     ctrl["kind"] = "control"
     layers["controls/pixels"] = ctrl
-    samples = {"n_total": 120, "n_used": 120, "n_not_done": 0, "n_error": 0, "per_type": {"0": 60, "1": 60},
-               "per_category": [{"category_id": 1, "n_type0": 30, "n_type1": 30},
-                                {"category_id": 2, "n_type0": 30, "n_type1": 30}]}
-    return build_results(layers=layers, main_layer="backbone.body.layer3.22.bn3",
-                         config={"alpha": 0.01, "seed": 0}, samples=samples,
-                         store={"path": "hand-made", "status": "complete", "weights_checksum": "0" * 64,
-                                "config": {"weights": "random"}})
+    samples = {
+        "n_total": 120,
+        "n_used": 120,
+        "n_not_done": 0,
+        "n_error": 0,
+        "per_type": {"0": 60, "1": 60},
+        "per_category": [
+            {"category_id": 1, "n_type0": 30, "n_type1": 30},
+            {"category_id": 2, "n_type0": 30, "n_type1": 30},
+        ],
+    }
+    return build_results(
+        layers=layers,
+        main_layer="backbone.body.layer3.22.bn3",
+        config={"alpha": 0.01, "seed": 0},
+        samples=samples,
+        store={
+            "path": "hand-made",
+            "status": "complete",
+            "weights_checksum": "0" * 64,
+            "config": {"weights": "random"},
+        },
+    )
 
 
 def test_report_renders_every_figure(results_doc, tmp_path):
@@ -50,8 +67,16 @@ def test_report_renders_every_figure(results_doc, tmp_path):
     html_path = render_report(path, tmp_path / "out")
     html = html_path.read_text()
     figs = sorted(p.name for p in (tmp_path / "out" / "figures").glob("*.png"))
-    for name in ("coefficients", "top_features", "half_permutation", "full_permutation", "scores",
-                 "confusion", "layers", "selectivity"):
+    for name in (
+        "coefficients",
+        "top_features",
+        "half_permutation",
+        "full_permutation",
+        "scores",
+        "confusion",
+        "layers",
+        "selectivity",
+    ):
         assert f"{name}.png" in figs
         assert f'id="{name}"' in html
     for p in (tmp_path / "out" / "figures").glob("*.png"):
@@ -100,5 +125,7 @@ def test_full_permutation_caption_explains_a_different_observed_accuracy():
     note = _full_observed_note({"accuracy": 0.61, "converged": False, "n_iter": 500}, {"observed_accuracy": 0.64})
     assert "0.640" in note and "exact optimum" in note and "500 iterations" in note
     assert _full_observed_note({"accuracy": 0.61, "converged": True}, {"observed_accuracy": 0.61}) == ""
-    quiet = _full_observed_note({"accuracy": 0.45, "converged": True, "standardize": False}, {"observed_accuracy": 0.67})
+    quiet = _full_observed_note(
+        {"accuracy": 0.45, "converged": True, "standardize": False}, {"observed_accuracy": 0.67}
+    )
     assert "stopped short of the optimum" in quiet and "--standardize" in quiet

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 
 import pytest
+import tomllib
 from PIL import Image
 
 from fovea_ray.study.config import load_config
@@ -63,8 +63,19 @@ def test_every_output_exists(tiny_run):
 def test_results_have_the_documented_keys(tiny_run):
     _, out = tiny_run
     doc = json.loads((out / "results.json").read_text())
-    for key in ("schema", "schema_version", "config", "versions", "samples", "main_layer", "layers", "table",
-                "tests", "warnings", "run_config"):
+    for key in (
+        "schema",
+        "schema_version",
+        "config",
+        "versions",
+        "samples",
+        "main_layer",
+        "layers",
+        "table",
+        "tests",
+        "warnings",
+        "run_config",
+    ):
         assert key in doc, key
     assert doc["main_layer"] == "backbone.body.layer3.5.bn3"
     # layer3 of R50 has 6 blocks, plus bn3 of the last, plus the pixel control.
@@ -99,7 +110,11 @@ def test_bad_config_is_one_line(tmp_path):
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[extract]\nbatch_size = 'four'\n")
-    out = subprocess.run([sys.executable, "-c", "from fovea_ray.cli import main; main()", "run", "--config", str(bad)],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", "from fovea_ray.cli import main; main()", "run", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert "batch_size" in out.stderr and str(bad) in out.stderr

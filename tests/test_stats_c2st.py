@@ -22,7 +22,7 @@ PAPER_CNF = [[1213, 51], [66, 1170]]  # the report's CNF = [[TP, FP], [FN, TN]]
 
 def test_paper_counts_give_T_of_minus_107_5():
     cm = confusion_from_paper(PAPER_CNF)
-    assert cm.tolist() == [[1170, 51], [66, 1213]]       # rows = true (0, 1), cols = predicted
+    assert cm.tolist() == [[1170, 51], [66, 1213]]  # rows = true (0, 1), cols = predicted
     assert cm.sum() == 2500 and (cm[0, 0] + cm[1, 1]) / 2500 == pytest.approx(0.9532)
     T, p = kim_asymptotic_test(cm)
     print(f"Kim T on the study's counts: {T:.4f}, p = {p:.3g}")
@@ -33,8 +33,9 @@ def test_paper_counts_give_T_of_minus_107_5():
     T_ref = (e0 + e1 - 1) / math.sqrt(e0 * (1 - e0) / 1221 + e1 * (1 - e1) / 1279)
     assert T == pytest.approx(T_ref, rel=1e-12)
     # The notebook's bug (predicted counts as denominators) gives a different value.
-    T_bug = (51 / 1264 + 66 / 1236 - 1) / math.sqrt((51 / 1264) * (1 - 51 / 1264) / 1264
-                                                   + (66 / 1236) * (1 - 66 / 1236) / 1236)
+    T_bug = (51 / 1264 + 66 / 1236 - 1) / math.sqrt(
+        (51 / 1264) * (1 - 51 / 1264) / 1264 + (66 / 1236) * (1 - 66 / 1236) / 1236
+    )
     assert abs(T_bug - T) > 0.1
 
 
@@ -45,9 +46,9 @@ def test_class_errors_use_true_class_counts():
 
 
 def test_kim_statistic_degenerate_cases():
-    assert kim_asymptotic_test([[10, 0], [0, 10]]) == (-math.inf, 0.0)      # perfect
-    assert kim_asymptotic_test([[0, 10], [10, 0]]) == (math.inf, 1.0)       # perfectly wrong
-    assert kim_asymptotic_test([[10, 0], [10, 0]]) == (0.0, 0.5)            # one class predicted
+    assert kim_asymptotic_test([[10, 0], [0, 10]]) == (-math.inf, 0.0)  # perfect
+    assert kim_asymptotic_test([[0, 10], [10, 0]]) == (math.inf, 1.0)  # perfectly wrong
+    assert kim_asymptotic_test([[10, 0], [10, 0]]) == (0.0, 0.5)  # one class predicted
     T, p = kim_asymptotic_test([[40, 10], [15, 35]])
     assert p == pytest.approx(stats.norm.cdf(T))
     with pytest.raises(ValueError, match="2 x 2"):
@@ -125,9 +126,10 @@ def test_pluggable_classifier_and_standardize(shifted):
     X, y = shifted
     r = classifier_two_sample_test(X, y, classifier=LinearSVC(C=0.1), permutation="none")
     assert r.classifier_name == "LinearSVC" and np.isnan(r.p_permutation) and r.reject_permutation is None
-    rf = classifier_two_sample_test(X, y, classifier=RandomForestClassifier(n_estimators=20, random_state=0),
-                                    n_permutations=20)
-    assert rf.coef is None and rf.scores_test.shape == (200,)     # log-odds of predict_proba
+    rf = classifier_two_sample_test(
+        X, y, classifier=RandomForestClassifier(n_estimators=20, random_state=0), n_permutations=20
+    )
+    assert rf.coef is None and rf.scores_test.shape == (200,)  # log-odds of predict_proba
     s = classifier_two_sample_test(X, y, standardize=True, permutation="none")
     assert s.standardize and s.accuracy > 0.75
 

@@ -20,14 +20,17 @@ def data():
 
 def test_bit_identical_with_one_or_two_workers(ray_session, data, capsys):
     X, y = data
-    runs = [classifier_two_sample_test(X, y, permutation="full", n_permutations=30, seed=4, alpha=0.05,
-                                       max_workers=w, progress=True)
-            for w in (1, 2)]
+    runs = [
+        classifier_two_sample_test(
+            X, y, permutation="full", n_permutations=30, seed=4, alpha=0.05, max_workers=w, progress=True
+        )
+        for w in (1, 2)
+    ]
     a, b = runs
     assert a.full_permutation_info["backend"] == "ray" and a.full_permutation_info["n_groups"] == 1
     np.testing.assert_array_equal(a.null_accuracies, b.null_accuracies)
     assert a.p_permutation == b.p_permutation
-    assert "full permutation" in capsys.readouterr().err            # progress was shown
+    assert "full permutation" in capsys.readouterr().err  # progress was shown
     # Several groups (tasks, each a re-split): identical with 1 or 2 in flight, and in-process.
     kw = dict(n_permutations=27, seed=4, test_size=0.5, group_size=7)
     one = full_permutation_null(X, y, a.train_index, max_workers=1, **kw)
@@ -52,7 +55,8 @@ def test_full_permutation_with_a_custom_classifier(ray_session, data):
     from sklearn.neighbors import KNeighborsClassifier
 
     X, y = data
-    r = classifier_two_sample_test(X, y, classifier=KNeighborsClassifier(5), permutation="full",
-                                   n_permutations=9, seed=2, alpha=0.1)
+    r = classifier_two_sample_test(
+        X, y, classifier=KNeighborsClassifier(5), permutation="full", n_permutations=9, seed=2, alpha=0.1
+    )
     assert r.full_permutation_info["solver"] == "KNeighborsClassifier"
     assert r.null_accuracies.shape == (9,) and r.permutation_observed_accuracy == r.accuracy

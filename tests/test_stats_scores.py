@@ -51,8 +51,10 @@ def test_normality_reports_s2_plus_k2():
 def test_odds_ratio_test_size_and_power():
     rng = np.random.default_rng(2)
     y = np.repeat([0, 1], 100)
-    pvals = [odds_ratio_test(rng.normal(size=200), y, n_train=(100, 100), n_permutations=99, seed=i).pvalue
-             for i in range(200)]
+    pvals = [
+        odds_ratio_test(rng.normal(size=200), y, n_train=(100, 100), n_permutations=99, seed=i).pvalue
+        for i in range(200)
+    ]
     rate = np.mean(np.array(pvals) <= 0.05)
     assert 0.01 <= rate <= 0.10
     shifted = rng.normal(size=200) + 0.8 * y
@@ -71,7 +73,7 @@ def test_mmd_unbiased_statistic_matches_a_direct_computation():
     sigma = res.details["bandwidth"]
     d = np.sqrt(((X[:, None] - X[None]) ** 2).sum(-1))
     assert sigma == pytest.approx(np.median(d[np.triu_indices(60, 1)]))
-    K = np.exp(-d ** 2 / (2 * sigma ** 2))
+    K = np.exp(-(d**2) / (2 * sigma**2))
     a, b, c = K[y == 1][:, y == 1], K[y == 0][:, y == 0], K[y == 1][:, y == 0]
     ref = (a.sum() - np.trace(a)) / (30 * 29) + (b.sum() - np.trace(b)) / (30 * 29) - 2 * c.mean()
     assert res.statistic == pytest.approx(ref, rel=1e-10)
@@ -85,8 +87,7 @@ def test_mmd_unbiased_statistic_matches_a_direct_computation():
 def test_mmd_size_and_power():
     rng = np.random.default_rng(4)
     y = np.repeat([0, 1], 40)
-    rej = [mmd_test(rng.gamma(2.0, 1.0, size=(80, 5)), y, n_permutations=99, seed=i).pvalue <= 0.05
-           for i in range(60)]
+    rej = [mmd_test(rng.gamma(2.0, 1.0, size=(80, 5)), y, n_permutations=99, seed=i).pvalue <= 0.05 for i in range(60)]
     assert np.mean(rej) <= 0.15
     X = rng.gamma(2.0, 1.0, size=(80, 5))
     X[y == 1, 0] += 1.5
@@ -101,8 +102,9 @@ def test_benjamini_hochberg_matches_scipy():
     p = np.r_[rng.uniform(size=180), rng.uniform(0, 1e-3, size=20)]
     np.testing.assert_allclose(benjamini_hochberg(p), stats.false_discovery_control(p, method="bh"), rtol=1e-12)
     P = rng.uniform(size=(50, 3)) ** 2
-    np.testing.assert_allclose(benjamini_hochberg(P, axis=0), stats.false_discovery_control(P, axis=0, method="bh"),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        benjamini_hochberg(P, axis=0), stats.false_discovery_control(P, axis=0, method="bh"), rtol=1e-12
+    )
     withnan = p.copy()
     withnan[3] = np.nan
     q = benjamini_hochberg(withnan)
@@ -115,8 +117,8 @@ def test_channel_selectivity_against_scipy_and_directions():
     N, C = 120, 30
     y = np.repeat([0, 1], N // 2)
     v = rng.gamma(2.0, 1.0, size=(N, C, 2))
-    v[y == 1, :4, 1] += 2.0          # max of channels 0-3 prefer type 1 (sharp)
-    v[y == 0, 4:6, 0] += 2.0         # mean of channels 4-5 prefer type 0 (blurred)
+    v[y == 1, :4, 1] += 2.0  # max of channels 0-3 prefer type 1 (sharp)
+    v[y == 0, 4:6, 0] += 2.0  # mean of channels 4-5 prefer type 0 (blurred)
     sel = channel_selectivity(v, y, stat_names=["mean", "max"], fdr=0.05)
     for c in (0, 4, 17):
         for s in (0, 1):

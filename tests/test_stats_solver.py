@@ -49,7 +49,7 @@ def permuted_columns(y, B, seed=0):
     return np.stack([c[0] for c in cols], 1).astype(float), np.stack([c[1] for c in cols], 1)
 
 
-@pytest.mark.parametrize("n,channels", [(300, 20), (160, 60)])   # d < n_train, and d > n_train (separable)
+@pytest.mark.parametrize("n,channels", [(300, 20), (160, 60)])  # d < n_train, and d > n_train (separable)
 def test_matches_sklearn_optimum(n, channels):
     rng = np.random.default_rng(n)
     X = activation_like(rng, n, channels)
@@ -65,7 +65,8 @@ def test_matches_sklearn_optimum(n, channels):
         assert rel < 1e-6, (b, rel)
         # Our own objective bookkeeping is the sklearn objective of our coefficients.
         assert fit.objective[0, b] == pytest.approx(
-            sk_objective(X[tr], Y[tr, b], fit.coef[0, :, b], fit.intercept[0, b]), rel=1e-10)
+            sk_objective(X[tr], Y[tr, b], fit.coef[0, :, b], fit.intercept[0, b]), rel=1e-10
+        )
         te = ~tr
         np.testing.assert_array_equal(fit.decision[0, te, b] > 0, ref.decision_function(X[te]) > 0)
         np.testing.assert_allclose(fit.decision[0, :, b], ref.decision_function(X), rtol=1e-3, atol=1e-3)
@@ -79,7 +80,7 @@ def test_default_precision_gives_identical_accuracies_on_100_permutations():
     Y, M = permuted_columns(y, 100, seed=11)
     design = prepare_design(X, curvature_rows=n // 2)
     test = M == 0
-    acc = lambda f: (((f.decision[0] > 0) == (Y > 0.5)) & test).sum(0) / test.sum(0)   # noqa: E731
+    acc = lambda f: (((f.decision[0] > 0) == (Y > 0.5)) & test).sum(0) / test.sum(0)  # noqa: E731
     default = acc(fit_logistic_batched(design, Y, M))
     ref = acc(fit_logistic_batched(design, Y, M, precision="float64", tol=1e-11))
     same = np.mean(default == ref)

@@ -21,7 +21,7 @@ MAIN = "backbone.body.layer3.22.bn3"
 EARLY = "backbone.body.layer1.0.bn3"
 LAYERS = {EARLY: (6, ["mean", "median", "max"]), MAIN: (10, ["mean", "median", "max"])}
 CONTROL_STATS = ["mean", "median", "max", "hf_energy"]
-ERRORS = {5, 40, 77}          # unreadable samples: done, with an error and NaN values
+ERRORS = {5, 40, 77}  # unreadable samples: done, with an error and NaN values
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +29,27 @@ def store_path(tmp_path_factory):
     """200 samples (alternating types, 4 categories); the last chunk never written (not done)."""
     rng = np.random.default_rng(0)
     label = (np.arange(N) % 2).astype(np.int8)
-    samples = pd.DataFrame({
-        "sample": np.arange(N), "image_id": np.arange(N) + 1000, "ann_id": np.arange(N) + 5000,
-        "category_id": np.repeat([1, 3, 18, 62], N // 4), "label": label,
-        "fixation_xy": [[320.0, 320.0]] * N, "eccentricity_deg": np.where(label == 1, 0.5, 10.0),
-    })
+    samples = pd.DataFrame(
+        {
+            "sample": np.arange(N),
+            "image_id": np.arange(N) + 1000,
+            "ann_id": np.arange(N) + 5000,
+            "category_id": np.repeat([1, 3, 18, 62], N // 4),
+            "label": label,
+            "fixation_xy": [[320.0, 320.0]] * N,
+            "eccentricity_deg": np.where(label == 1, 0.5, 10.0),
+        }
+    )
     path = tmp_path_factory.mktemp("stats_store") / "store.zarr"
-    st = create_store(path, n_samples=N, layers=LAYERS, control_stats=CONTROL_STATS, chunk_size=K, samples=samples,
-                      attrs={"config": {"arch": "resnet101"}, "weights_checksum": "abc", "status": "complete"})
+    st = create_store(
+        path,
+        n_samples=N,
+        layers=LAYERS,
+        control_stats=CONTROL_STATS,
+        chunk_size=K,
+        samples=samples,
+        attrs={"config": {"arch": "resnet101"}, "weights_checksum": "abc", "status": "complete"},
+    )
     for i in range(st.n_chunks - 1):
         a, b = st.plan.bounds(i)
         lab = label[a:b]
@@ -45,16 +58,21 @@ def store_path(tmp_path_factory):
         for name, (c, stats) in LAYERS.items():
             v = rng.gamma(2.0, 1.0, size=(b - a, c, 3)) * contrast
             if name == MAIN:
-                v[lab == 1, :3, 2] += 1.5      # the max of channels 0-2 prefers type 1
-                v[lab == 0, 3, 0] += 1.0       # the mean of channel 3 prefers type 0
+                v[lab == 1, :3, 2] += 1.5  # the max of channels 0-2 prefers type 1
+                v[lab == 0, 3, 0] += 1.0  # the mean of channel 3 prefers type 0
             acts[name] = v.astype(np.float32)
         err = ["" if j not in ERRORS else "unreadable image" for j in range(a, b)]
         for j in range(a, b):
             if j in ERRORS:
                 for name in acts:
                     acts[name][j - a] = np.nan
-        st.write_chunk(i, activations=acts, controls=rng.uniform(size=(b - a, 3, 4)).astype(np.float32),
-                       anchor_score=rng.uniform(size=b - a).astype(np.float32), error=err)
+        st.write_chunk(
+            i,
+            activations=acts,
+            controls=rng.uniform(size=(b - a, 3, 4)).astype(np.float32),
+            anchor_score=rng.uniform(size=b - a).astype(np.float32),
+            error=err,
+        )
     return str(path)
 
 
@@ -62,7 +80,7 @@ def test_sweep_on_ray(ray_session, store_path):
     cfg = BatteryConfig(alpha=0.05, permutations=39, full_permutations=19, mmd_permutations=49, odds_permutations=99)
     doc = run_store_tests(store_path, all_layers=True, stats=["mean", "max"], config=cfg)
     validate_results(doc)
-    used = N - (N - (N // K) * K) - len(ERRORS)        # the unwritten last chunk and the errors are left out
+    used = N - (N - (N // K) * K) - len(ERRORS)  # the unwritten last chunk and the errors are left out
     assert doc["samples"]["n_used"] == used and doc["samples"]["n_error"] == len(ERRORS)
     assert doc["samples"]["n_not_done"] == N - (N // K) * K
     assert sum(doc["samples"]["per_type"].values()) == used
@@ -89,8 +107,16 @@ def test_sweep_on_ray(ray_session, store_path):
     assert sel["per_stat"]["max"]["n_prefer_type1"] >= 3 and sel["per_stat"]["mean"]["n_prefer_type0"] >= 1
     assert np.shape(sel["channels"]["auc"]) == (10, 2)
     names = {t["name"] for t in main["tests"]}
-    assert names == {"kim_asymptotic", "kim_half_permutation", "full_permutation", "friedman_mann_whitney",
-                     "friedman_kolmogorov_smirnov", "dagostino_pearson_normality", "cai_odds_ratio", "mmd"}
+    assert names == {
+        "kim_asymptotic",
+        "kim_half_permutation",
+        "full_permutation",
+        "friedman_mann_whitney",
+        "friedman_kolmogorov_smirnov",
+        "dagostino_pearson_normality",
+        "cai_odds_ratio",
+        "mmd",
+    }
     assert not any(t["skipped"] for t in main["tests"])
     # Other layers: no figure data, no full permutation; the pixel control runs on its own stats.
     early = doc["layers"][EARLY]
@@ -122,14 +148,34 @@ def test_bad_requests_name_the_problem(store_path, tmp_path):
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-c", "from fovea_ray.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", "from fovea_ray.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_cli_writes_results(store_path, tmp_path):
     out = tmp_path / "results.json"
-    r = _cli("test", store_path, "--out", str(out), "--stats", "mean,max", "--permutations", "19",
-             "--full-permutations", "9", "--mmd-permutations", "19", "--alpha", "0.05", "--local", "--no-progress")
+    r = _cli(
+        "test",
+        store_path,
+        "--out",
+        str(out),
+        "--stats",
+        "mean,max",
+        "--permutations",
+        "19",
+        "--full-permutations",
+        "9",
+        "--mmd-permutations",
+        "19",
+        "--alpha",
+        "0.05",
+        "--local",
+        "--no-progress",
+    )
     assert r.returncode == 0, r.stderr
     assert "wrote" in r.stdout and MAIN in r.stdout
     doc = read_results(out)

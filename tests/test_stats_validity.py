@@ -54,9 +54,11 @@ def test_asymptotic_and_half_permutation_sizes(null_runs):
     rate_asym = np.mean([r.reject_asymptotic for r in results])
     rate_half = np.mean([r.reject_permutation for r in results])
     rate_half_p = np.mean([r.p_permutation <= ALPHA for r in results])
-    print(f"null rejection rates over {N_DATASETS} data sets at alpha={ALPHA}: asymptotic {rate_asym:.3f}, "
-          f"half permutation (order-statistic rule) {rate_half:.3f}, half permutation p<=alpha {rate_half_p:.3f}; "
-          f"99% binomial interval [{lo:.3f}, {hi:.3f}]")
+    print(
+        f"null rejection rates over {N_DATASETS} data sets at alpha={ALPHA}: asymptotic {rate_asym:.3f}, "
+        f"half permutation (order-statistic rule) {rate_half:.3f}, half permutation p<=alpha {rate_half_p:.3f}; "
+        f"99% binomial interval [{lo:.3f}, {hi:.3f}]"
+    )
     assert lo <= rate_asym <= hi
     assert lo <= rate_half <= hi
     assert lo <= rate_half_p <= hi
@@ -65,7 +67,9 @@ def test_asymptotic_and_half_permutation_sizes(null_runs):
     assert 0.35 < np.mean(p <= 0.5) < 0.65
 
 
-@pytest.mark.parametrize("group_size", [GROUP_SIZE, 5])   # the default (one group: the observed split), or 4 re-splits of 5
+@pytest.mark.parametrize(
+    "group_size", [GROUP_SIZE, 5]
+)  # the default (one group: the observed split), or 4 re-splits of 5
 def test_full_permutation_size(null_runs, group_size):
     data, results = null_runs
     Xs = np.stack([X for X, _ in data])
@@ -75,14 +79,17 @@ def test_full_permutation_size(null_runs, group_size):
         masks[g, r.train_index] = True
     P = 19
     with threadpool_limits(1):
-        obs, null = full_permutation_many(Xs, ys, masks, n_permutations=P, seeds=list(range(N_DATASETS)),
-                                          test_size=0.5, group_size=group_size)
+        obs, null = full_permutation_many(
+            Xs, ys, masks, n_permutations=P, seeds=list(range(N_DATASETS)), test_size=0.5, group_size=group_size
+        )
     assert null.shape == (N_DATASETS, P)
     p = (1 + (null >= obs[:, None]).sum(1)) / (P + 1)
     rate = np.mean(p <= ALPHA)
     lo, hi = binomial_interval(N_DATASETS)
-    print(f"full permutation (P={P}, groups of {min(group_size, P + 1)}) null rejection rate {rate:.3f}; "
-          f"99% interval [{lo:.3f}, {hi:.3f}]")
+    print(
+        f"full permutation (P={P}, groups of {min(group_size, P + 1)}) null rejection rate {rate:.3f}; "
+        f"99% interval [{lo:.3f}, {hi:.3f}]"
+    )
     assert lo <= rate <= hi
     # The observed fit is the same procedure as the null fits: its accuracy is null-like.
     assert abs(np.mean(obs) - np.mean(null)) < 0.01
@@ -94,11 +101,13 @@ def test_full_permutation_many_matches_single_data_set(null_runs):
     res = results[7]
     mask = np.zeros(y.size, dtype=bool)
     mask[res.train_index] = True
-    obs, null = full_permutation_many(X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5,
-                                      group_size=4)
-    single = full_permutation_null(X, y, res.train_index, n_permutations=9, seed=7, test_size=0.5, use_ray=False,
-                                   group_size=4)
-    assert single.n_permutations == 11 and null.shape == (1, 11)     # 3 groups of 4
+    obs, null = full_permutation_many(
+        X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5, group_size=4
+    )
+    single = full_permutation_null(
+        X, y, res.train_index, n_permutations=9, seed=7, test_size=0.5, use_ray=False, group_size=4
+    )
+    assert single.n_permutations == 11 and null.shape == (1, 11)  # 3 groups of 4
     assert single.observed_accuracy == pytest.approx(obs[0])
     np.testing.assert_allclose(single.null_accuracies, null[0])
 

@@ -22,22 +22,25 @@ CONTROLS = ["mean", "median", "max", "hf_energy"]
 def manifest(n: int = N, seed: int = 0) -> pd.DataFrame:
     """A manifest-shaped table (the columns read_manifest returns)."""
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "sample": np.arange(n, dtype=np.int64),
-        "image_id": rng.integers(1, 10**6, n),
-        "file_name": [f"{i:012d}.jpg" for i in range(n)],
-        "image_uri": [f"/data/{i:012d}.jpg" for i in range(n)],
-        "image_width": np.full(n, 640), "image_height": np.full(n, 480),
-        "ann_id": rng.integers(1, 10**9, n),
-        "category_id": rng.integers(1, 91, n),
-        "bbox": [list(rng.uniform(0, 300, 4)) for _ in range(n)],
-        "label": (np.arange(n) % 2).astype(np.int8),
-        "fixation_xy": [list(rng.uniform(0, 600, 2)) for _ in range(n)],
-        "eccentricity_deg": rng.uniform(0, 10, n),
-        "window_xywh": [list(rng.integers(-50, 600, 4)) for _ in range(n)],
-        "canvas": [[256, 256]] * n,
-        "pixels_per_degree": np.full(n, 30.0),
-    })
+    return pd.DataFrame(
+        {
+            "sample": np.arange(n, dtype=np.int64),
+            "image_id": rng.integers(1, 10**6, n),
+            "file_name": [f"{i:012d}.jpg" for i in range(n)],
+            "image_uri": [f"/data/{i:012d}.jpg" for i in range(n)],
+            "image_width": np.full(n, 640),
+            "image_height": np.full(n, 480),
+            "ann_id": rng.integers(1, 10**9, n),
+            "category_id": rng.integers(1, 91, n),
+            "bbox": [list(rng.uniform(0, 300, 4)) for _ in range(n)],
+            "label": (np.arange(n) % 2).astype(np.int8),
+            "fixation_xy": [list(rng.uniform(0, 600, 2)) for _ in range(n)],
+            "eccentricity_deg": rng.uniform(0, 10, n),
+            "window_xywh": [list(rng.integers(-50, 600, 4)) for _ in range(n)],
+            "canvas": [[256, 256]] * n,
+            "pixels_per_degree": np.full(n, 30.0),
+        }
+    )
 
 
 def chunk_payload(store, i: int, seed: int = 1):
@@ -52,9 +55,20 @@ def chunk_payload(store, i: int, seed: int = 1):
 
 @pytest.fixture()
 def store(tmp_path):
-    return create_store(tmp_path / "s.zarr", n_samples=N, layers=LAYERS, control_stats=CONTROLS, chunk_size=K,
-                        samples=manifest(), attrs={"config": {"arch": "resnet50", "seed": 0}, "versions": {"zarr": "3"},
-                                                   "weights_checksum": "abc", "foveation": {"e2": 2.3}})
+    return create_store(
+        tmp_path / "s.zarr",
+        n_samples=N,
+        layers=LAYERS,
+        control_stats=CONTROLS,
+        chunk_size=K,
+        samples=manifest(),
+        attrs={
+            "config": {"arch": "resnet50", "seed": 0},
+            "versions": {"zarr": "3"},
+            "weights_checksum": "abc",
+            "foveation": {"e2": 2.3},
+        },
+    )
 
 
 def fill(store):
@@ -93,14 +107,27 @@ def test_round_trip(store):
         assert got.dtype == np.float32 and got.shape == (N, c, len(stats))
         np.testing.assert_array_equal(got, want)
         assert st.stat_names(name) == stats
-    np.testing.assert_array_equal(st.activations("backbone.body.layer3.22.bn3", stats=["max", "mean"]),
-                                  st.activations("backbone.body.layer3.22.bn3")[:, :, [2, 0]])
+    np.testing.assert_array_equal(
+        st.activations("backbone.body.layer3.22.bn3", stats=["max", "mean"]),
+        st.activations("backbone.body.layer3.22.bn3")[:, :, [2, 0]],
+    )
     np.testing.assert_array_equal(st.controls(), np.concatenate([chunk_payload(st, i)[1] for i in st.plan]))
     assert st.control_stat_names == CONTROLS
 
     m, s = manifest(), st.samples
-    assert list(s.columns[:11]) == ["sample", "image_id", "ann_id", "category_id", "label", "fixation_x",
-                                    "fixation_y", "eccentricity_deg", "anchor_score", "done", "error"]
+    assert list(s.columns[:11]) == [
+        "sample",
+        "image_id",
+        "ann_id",
+        "category_id",
+        "label",
+        "fixation_x",
+        "fixation_y",
+        "eccentricity_deg",
+        "anchor_score",
+        "done",
+        "error",
+    ]
     for col in ("sample", "image_id", "ann_id", "category_id", "label", "eccentricity_deg", "file_name"):
         np.testing.assert_array_equal(s[col].to_numpy(), m[col].to_numpy())
     np.testing.assert_allclose(s[["fixation_x", "fixation_y"]].to_numpy(), np.stack(m["fixation_xy"]))
@@ -130,7 +157,9 @@ def test_xarray_opens_groups_with_named_dims(store):
         c = xr.open_zarr(store.path, group="controls/pixels")
         assert c["values"].dims == ("sample", "rgb", "stat")
     full = store.to_xarray()
-    np.testing.assert_array_equal(full["backbone.fpn.layer_blocks.0"].values, store.activations("backbone.fpn.layer_blocks.0"))
+    np.testing.assert_array_equal(
+        full["backbone.fpn.layer_blocks.0"].values, store.activations("backbone.fpn.layer_blocks.0")
+    )
     assert full["controls"].dims == ("sample", "rgb", "controls:stat")
 
 
@@ -166,8 +195,13 @@ def test_write_chunk_validates(store):
     with pytest.raises(ValueError, match="shape"):
         store.write_chunk(3, activations=acts, controls=controls, anchor_score=score, error=error)
     with pytest.raises(ValueError, match="layers"):
-        store.write_chunk(4, activations={"x": acts["backbone.fpn.layer_blocks.0"]}, controls=controls,
-                          anchor_score=score, error=error)
+        store.write_chunk(
+            4,
+            activations={"x": acts["backbone.fpn.layer_blocks.0"]},
+            controls=controls,
+            anchor_score=score,
+            error=error,
+        )
     with pytest.raises(ValueError, match="error strings"):
         store.write_chunk(4, activations=acts, controls=controls, anchor_score=score, error=error[:2])
     with pytest.raises(IndexError):
@@ -189,19 +223,42 @@ def test_bad_paths(tmp_path, store):
     with pytest.raises(InputError, match="not a fovea-ray store"):
         open_store(tmp_path / "other.zarr")
     with pytest.raises(InputError, match="already exists"):
-        create_store(store.path, n_samples=N, layers=LAYERS, control_stats=CONTROLS, chunk_size=K,
-                     samples=manifest(), attrs={})
+        create_store(
+            store.path, n_samples=N, layers=LAYERS, control_stats=CONTROLS, chunk_size=K, samples=manifest(), attrs={}
+        )
     with pytest.raises(InputError, match="rows"):
-        create_store(tmp_path / "x.zarr", n_samples=N + 1, layers=LAYERS, control_stats=CONTROLS, chunk_size=K,
-                     samples=manifest(), attrs={})
+        create_store(
+            tmp_path / "x.zarr",
+            n_samples=N + 1,
+            layers=LAYERS,
+            control_stats=CONTROLS,
+            chunk_size=K,
+            samples=manifest(),
+            attrs={},
+        )
 
 
 def test_minimal_samples_table(tmp_path):
     """Tests of other modules build stores from a few columns (fixation_x/_y accepted)."""
-    df = pd.DataFrame({"image_id": [1, 2, 3], "ann_id": [4, 5, 6], "category_id": [1, 1, 2], "label": [0, 1, 0],
-                       "fixation_x": [1.0, 2.0, 3.0], "fixation_y": [4.0, 5.0, 6.0]})
-    st = create_store(tmp_path / "m.zarr", n_samples=3, layers={"l": (2, ["mean"])}, control_stats=["mean"],
-                      chunk_size=2, samples=df, attrs={})
+    df = pd.DataFrame(
+        {
+            "image_id": [1, 2, 3],
+            "ann_id": [4, 5, 6],
+            "category_id": [1, 1, 2],
+            "label": [0, 1, 0],
+            "fixation_x": [1.0, 2.0, 3.0],
+            "fixation_y": [4.0, 5.0, 6.0],
+        }
+    )
+    st = create_store(
+        tmp_path / "m.zarr",
+        n_samples=3,
+        layers={"l": (2, ["mean"])},
+        control_stats=["mean"],
+        chunk_size=2,
+        samples=df,
+        attrs={},
+    )
     s = st.samples
     assert s["sample"].tolist() == [0, 1, 2] and s["fixation_y"].tolist() == [4.0, 5.0, 6.0]
     assert s["file_name"].tolist() == ["", "", ""]
@@ -223,7 +280,9 @@ def test_concurrent_writers_in_processes(store):
     st = open_store(store.path)
     assert st.pending_chunks() == []
     for name in LAYERS:
-        np.testing.assert_array_equal(st.activations(name), np.concatenate([chunk_payload(st, i)[0][name] for i in st.plan]))
+        np.testing.assert_array_equal(
+            st.activations(name), np.concatenate([chunk_payload(st, i)[0][name] for i in st.plan])
+        )
 
 
 def test_diff_configs_names_what_differs():
@@ -231,5 +290,8 @@ def test_diff_configs_names_what_differs():
     assert diff_configs(a, json.loads(json.dumps(a))) == []
     b = {**a, "layers": ("a", "b"), "foveation": {"e2": 2.5, "ct0": 0.015625}, "seed": 1, "new": True}
     d = diff_configs(a, b)
-    assert d == ["foveation.e2: store has 2.3, this run has 2.5", "new: store has \"<absent>\", this run has true",
-                 "seed: store has 0, this run has 1"]
+    assert d == [
+        "foveation.e2: store has 2.3, this run has 2.5",
+        'new: store has "<absent>", this run has true',
+        "seed: store has 0, this run has 1",
+    ]

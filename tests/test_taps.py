@@ -86,7 +86,9 @@ def assert_matches(ours: torch.Tensor, ref: np.ndarray, rtol: float = 1e-5) -> N
 
 
 def test_bn3_matches_feature_extractor_and_numpy(model, mixed_images):
-    ours = capture(model, mixed_images, [BN3, "backbone.body.layer1.2"], stats=("mean", "median", "max"), backbone_only=True)
+    ours = capture(
+        model, mixed_images, [BN3, "backbone.body.layer1.2"], stats=("mean", "median", "max"), backbone_only=True
+    )
     ref = reference_stats(model, mixed_images, {"layer3.22.bn3": 16, "layer1.2": 4})
     assert ours[BN3].shape == (2, 1024, 3)
     assert_matches(ours[BN3], ref["layer3.22.bn3"])
@@ -140,7 +142,10 @@ def test_all_bottlenecks_in_one_pass_equal_single_passes_and_backbone_only(model
 def test_backbone_only_stops_after_the_deepest_tap(model, mixed_images):
     ran = []
     modules = dict(model.named_modules())
-    handles = [modules[n].register_forward_hook(lambda m, i, o, n=n: ran.append(n)) for n in ("backbone.body.layer3", "backbone.body.layer4", "backbone.fpn")]
+    handles = [
+        modules[n].register_forward_hook(lambda m, i, o, n=n: ran.append(n))
+        for n in ("backbone.body.layer3", "backbone.body.layer4", "backbone.fpn")
+    ]
     try:
         capture(model, mixed_images, ["backbone.body.layer2.0", "backbone.body.layer3.1"], backbone_only=True)
     finally:
@@ -164,6 +169,7 @@ def test_tapping_does_not_change_outputs(model, mixed_images):
     def observe(name):
         def hook(module, inputs, output):  # returns None: observes only
             seen[-1][name] = tensors(output)
+
         return hook
 
     modules = dict(model.named_modules())

@@ -41,7 +41,9 @@ def test_reductions_match_numpy(n, backend):
     ours = reduce_rows(torch.from_numpy(rows), specs, median_backend=backend).numpy()
     assert ours.shape == (6, len(ALL)) and ours.dtype == np.float32
     for j, spec in enumerate(specs):
-        np.testing.assert_allclose(ours[:, j], numpy_reference(rows, spec.name), rtol=1e-5, atol=1e-6, err_msg=spec.name)
+        np.testing.assert_allclose(
+            ours[:, j], numpy_reference(rows, spec.name), rtol=1e-5, atol=1e-6, err_msg=spec.name
+        )
 
 
 def test_median_is_numpy_median_not_lower_median():
@@ -70,7 +72,11 @@ def test_half_precision_maps_are_reduced_in_float32():
 
 def test_parse_stats_names_and_errors():
     assert [s.name for s in parse_stats("mean, median,max")] == ["mean", "median", "max"]
-    assert [s.name for s in parse_stats(["topk_mean", "topk_mean@10", "topk_mean@0.05"])] == ["topk_mean@0.1", "topk_mean@10", "topk_mean@0.05"]
+    assert [s.name for s in parse_stats(["topk_mean", "topk_mean@10", "topk_mean@0.05"])] == [
+        "topk_mean@0.1",
+        "topk_mean@10",
+        "topk_mean@0.05",
+    ]
     assert parse_stats(["topk_mean@0.5"])[0].topk_count(9) == 4  # round-half-even of 4.5, at least 1
     assert parse_stats(["topk_mean@100"])[0].topk_count(9) == 9
     with pytest.raises(ValueError, match="unknown statistic 'average'"):
@@ -102,17 +108,17 @@ def _hard_rows(n: int, seed: int) -> np.ndarray:
     non-finite values, and lattice-aligned outliers that make the sample lie."""
     rng = np.random.default_rng(seed)
     rows = rng.gamma(1.5, 1.0, size=(16, n)).astype(np.float32) - 1.0
-    rows[0] = np.maximum(rows[0], 0)                       # post-ReLU, ~40 % zeros
-    rows[1] = np.maximum(rows[1] - 1.0, 0)                 # mostly zeros: the median is 0
-    rows[2] = np.round(rows[2] * 2)                        # heavy ties at a few values
-    rows[3] = -np.abs(rows[3])                             # all negative
-    rows[4, ::3] = -0.0                                    # signed zeros
-    rows[5, 7] = np.nan                                    # non-finite: sorted whole
+    rows[0] = np.maximum(rows[0], 0)  # post-ReLU, ~40 % zeros
+    rows[1] = np.maximum(rows[1] - 1.0, 0)  # mostly zeros: the median is 0
+    rows[2] = np.round(rows[2] * 2)  # heavy ties at a few values
+    rows[3] = -np.abs(rows[3])  # all negative
+    rows[4, ::3] = -0.0  # signed zeros
+    rows[5, 7] = np.nan  # non-finite: sorted whole
     rows[6, 3] = np.inf
-    for r, step in ((7, 7), (8, 11), (9, 13)):            # the sample sees only outliers
+    for r, step in ((7, 7), (8, 11), (9, 13)):  # the sample sees only outliers
         rows[r, ::step] = 1e6
-    rows[10] = 3.0                                         # constant
-    rows[11] = np.sort(rows[11])                           # sorted, and reversed
+    rows[10] = 3.0  # constant
+    rows[11] = np.sort(rows[11])  # sorted, and reversed
     rows[12] = rows[11][::-1]
     return rows
 
@@ -123,9 +129,9 @@ def test_bracketed_median_equals_the_sorted_median_exactly(n):
 
     assert n >= BRACKET_MIN_LENGTH  # these rows take the bracketed path
     rows = _hard_rows(n, n)
-    for width in (None, 32, 28, 77):   # 28 and 77: widths that are multiples of the first sample steps
+    for width in (None, 32, 28, 77):  # 28 and 77: widths that are multiples of the first sample steps
         ours = median_rows(torch.from_numpy(rows), width=width).numpy()
-        np.testing.assert_array_equal(ours, np.median(rows, axis=1))   # NaN where numpy's is NaN
+        np.testing.assert_array_equal(ours, np.median(rows, axis=1))  # NaN where numpy's is NaN
         finite = np.isfinite(rows).all(axis=1)
         np.testing.assert_array_equal(ours[finite], _sorted_median(rows[finite]))
     assert np.isnan(ours[5]) and ours[1] == 0.0 and ours[10] == 3.0 and np.isfinite(ours[6])

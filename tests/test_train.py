@@ -29,9 +29,20 @@ def tiny_coco(tmp_path_factory) -> Path:
 
 def _cfg(root: Path, out: Path, **kw) -> TrainConfig:
     base = dict(
-        ann_file=str(root / "instances.json"), images=str(root / "images"), out=str(out), arch="resnet50",
-        steps=10, batch_size=2, trainable_layers=0, rpn_pre_nms_top_n=200, rpn_post_nms_top_n=64,
-        rpn_batch_size_per_image=64, box_batch_size_per_image=16, hflip=0.0, pixels_per_degree=60.0, lr=0.01,
+        ann_file=str(root / "instances.json"),
+        images=str(root / "images"),
+        out=str(out),
+        arch="resnet50",
+        steps=10,
+        batch_size=2,
+        trainable_layers=0,
+        rpn_pre_nms_top_n=200,
+        rpn_post_nms_top_n=64,
+        rpn_batch_size_per_image=64,
+        box_batch_size_per_image=16,
+        hflip=0.0,
+        pixels_per_degree=60.0,
+        lr=0.01,
     )
     base.update(kw)
     return TrainConfig(**base)
@@ -102,19 +113,57 @@ def _write_coco(tmp_path: Path) -> tuple[Path, dict[int, np.ndarray]]:
         n += 1
     runs.append(n)
     anns = [
-        {"id": 1, "image_id": 7, "category_id": 3, "bbox": [10, 12, 10, 10], "area": 100, "iscrowd": 0,
-         "segmentation": [[10, 12, 20, 12, 20, 22, 10, 22]]},
-        {"id": 2, "image_id": 7, "category_id": 5, "bbox": [20, 3, 15, 6], "area": float(rle_mask.sum()), "iscrowd": 0,
-         "segmentation": {"size": [h, w], "counts": compressed["counts"].decode("ascii")}},
-        {"id": 3, "image_id": 7, "category_id": 3, "bbox": [2, 15, 7, 12], "area": float(raw_mask.sum()), "iscrowd": 0,
-         "segmentation": {"size": [h, w], "counts": runs}},
-        {"id": 4, "image_id": 7, "category_id": 5, "bbox": [0, 0, 40, 30], "area": 1200, "iscrowd": 1,
-         "segmentation": {"size": [h, w], "counts": [0, 1200]}},
-        {"id": 5, "image_id": 7, "category_id": 5, "bbox": [30, 20, 0.5, 4], "area": 2, "iscrowd": 0,
-         "segmentation": [[30, 20, 30.5, 20, 30.5, 24, 30, 24]]},
+        {
+            "id": 1,
+            "image_id": 7,
+            "category_id": 3,
+            "bbox": [10, 12, 10, 10],
+            "area": 100,
+            "iscrowd": 0,
+            "segmentation": [[10, 12, 20, 12, 20, 22, 10, 22]],
+        },
+        {
+            "id": 2,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [20, 3, 15, 6],
+            "area": float(rle_mask.sum()),
+            "iscrowd": 0,
+            "segmentation": {"size": [h, w], "counts": compressed["counts"].decode("ascii")},
+        },
+        {
+            "id": 3,
+            "image_id": 7,
+            "category_id": 3,
+            "bbox": [2, 15, 7, 12],
+            "area": float(raw_mask.sum()),
+            "iscrowd": 0,
+            "segmentation": {"size": [h, w], "counts": runs},
+        },
+        {
+            "id": 4,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [0, 0, 40, 30],
+            "area": 1200,
+            "iscrowd": 1,
+            "segmentation": {"size": [h, w], "counts": [0, 1200]},
+        },
+        {
+            "id": 5,
+            "image_id": 7,
+            "category_id": 5,
+            "bbox": [30, 20, 0.5, 4],
+            "area": 2,
+            "iscrowd": 0,
+            "segmentation": [[30, 20, 30.5, 20, 30.5, 24, 30, 24]],
+        },
     ]
-    data = {"images": [{"id": 7, "file_name": "a.png", "height": h, "width": w}], "annotations": anns,
-            "categories": [{"id": 3, "name": "c3"}, {"id": 5, "name": "c5"}]}
+    data = {
+        "images": [{"id": 7, "file_name": "a.png", "height": h, "width": w}],
+        "annotations": anns,
+        "categories": [{"id": 3, "name": "c3"}, {"id": 5, "name": "c5"}],
+    }
     (tmp_path / "ann.json").write_text(json.dumps(data))
     poly = np.zeros((h, w), np.uint8)
     poly[12:22, 10:20] = 1
@@ -234,7 +283,11 @@ def test_foveate_images_groups_sizes_like_per_image_calls():
 
     fov = Foveator(pixels_per_degree=60.0)
     g = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 48, 64, generator=g), torch.rand(3, 40, 40, generator=g), torch.rand(3, 48, 64, generator=g)]
+    images = [
+        torch.rand(3, 48, 64, generator=g),
+        torch.rand(3, 40, 40, generator=g),
+        torch.rand(3, 48, 64, generator=g),
+    ]
     fix = torch.tensor([[5.0, 5.0], [20.0, 20.0], [60.0, 40.0]])
     out = foveate_images(fov, images, fix)
     for im, f, o in zip(images, fix, out):
@@ -323,7 +376,9 @@ def test_one_training_step_reduces_loss_on_the_same_batch(r50, tiny_coco, tmp_pa
     model = copy.deepcopy(r50)
     images, targets = _raw_batch(tiny_coco)
     calibrate_frozen_bn(model, [im.float() / 255 for im in images])
-    runner = StepRunner(model, _cfg(tiny_coco, tmp_path, lr=0.01, warmup_steps=0, fixation="none"), None, torch.device("cpu"))
+    runner = StepRunner(
+        model, _cfg(tiny_coco, tmp_path, lr=0.01, warmup_steps=0, fixation="none"), None, torch.device("cpu")
+    )
     first = runner.step(0, images, targets)
     assert set(first) == {"loss", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
     assert all(math.isfinite(v.item()) for v in first.values())
@@ -349,8 +404,12 @@ def test_coco_eval_scores_ground_truth_as_perfect(tmp_path):
     lm = LabelMap.for_categories(coco.getCatIds())
     _, t = CocoInstances(coco, tmp_path / "img", lm, train=False)[0]
     n = len(t["labels"])
-    out = {"boxes": t["boxes"], "labels": t["labels"], "scores": torch.linspace(0.9, 0.5, n),
-           "masks": t["masks"][:, None].float()}
+    out = {
+        "boxes": t["boxes"],
+        "labels": t["labels"],
+        "scores": torch.linspace(0.9, 0.5, n),
+        "masks": t["masks"][:, None].float(),
+    }
     perfect = coco_evaluate(coco, to_coco_results([out], [7], lm.category_ids), [7])
     assert perfect["bbox_AP"] == pytest.approx(1.0) and perfect["segm_AP"] == pytest.approx(1.0)
     shifted = dict(out, boxes=out["boxes"] + torch.tensor([3.0, 3.0, 3.0, 3.0]))
@@ -370,8 +429,16 @@ def test_predict_runs_on_a_foveated_validation_set(r50, tiny_coco):
     keep = r50.roi_heads.detections_per_img
     r50.roi_heads.detections_per_img = 10  # a random head's 100 masks pasted at full size only cost time
     try:
-        results, done, errors = predict(r50, ds, [0, 1], foveator=Foveator(pixels_per_degree=60.0), policy="center",
-                                        seed=0, device=torch.device("cpu"), category_ids=lm.category_ids)
+        results, done, errors = predict(
+            r50,
+            ds,
+            [0, 1],
+            foveator=Foveator(pixels_per_degree=60.0),
+            policy="center",
+            seed=0,
+            device=torch.device("cpu"),
+            category_ids=lm.category_ids,
+        )
     finally:
         r50.roi_heads.detections_per_img = keep
     assert r50.training  # restored
@@ -393,8 +460,12 @@ def test_checkpoint_round_trip_and_discovery(r50, tiny_coco, tmp_path):
     runner = StepRunner(r50, cfg, None, torch.device("cpu"))
     fov = Foveator(pixels_per_degree=60.0)
     for step in (2, 10, 4):
-        meta = checkpoint_meta(cfg, step, model=r50, category_ids=list(range(91)), foveator=fov, world_size=1, metrics={"loss": 1.0})
-        write_checkpoint(tmp_path / "run" / "ray_train" / f"checkpoint_{step:08d}", r50.state_dict(), meta, runner.state_dict())
+        meta = checkpoint_meta(
+            cfg, step, model=r50, category_ids=list(range(91)), foveator=fov, world_size=1, metrics={"loss": 1.0}
+        )
+        write_checkpoint(
+            tmp_path / "run" / "ray_train" / f"checkpoint_{step:08d}", r50.state_dict(), meta, runner.state_dict()
+        )
     half = tmp_path / "run" / "ray_train" / "checkpoint_00000099"  # killed mid-copy: no meta.json
     half.mkdir()
     torch.save({}, half / "model.pt")
@@ -417,8 +488,15 @@ def test_config_validation_and_round_trip(tmp_path):
     cfg = TrainConfig(ann_file="a.json", images="i", out=str(tmp_path), steps=50, batch_size=4, workers=2)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert cfg.base_lr() == pytest.approx(0.02 * 8 / 16) and cfg.warmup() == 5
-    for bad in ({"fixation": "periphery"}, {"steps": 0}, {"trainable_layers": 6}, {"min_size": 800},
-                {"schedule": "linear"}, {"hflip": 2.0}, {"val_ann_file": "v.json"}):
+    for bad in (
+        {"fixation": "periphery"},
+        {"steps": 0},
+        {"trainable_layers": 6},
+        {"min_size": 800},
+        {"schedule": "linear"},
+        {"hflip": 2.0},
+        {"val_ann_file": "v.json"},
+    ):
         with pytest.raises(InputError):
             TrainConfig(ann_file="a.json", images="i", out="o", **bad)
     with pytest.raises(InputError, match="unknown keys"):
@@ -427,9 +505,21 @@ def test_config_validation_and_round_trip(tmp_path):
 
 def test_cli_bad_annotation_file_is_one_line(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-c", "from fovea_ray.cli import main; main()", "train", "--ann-file", str(tmp_path / "none.json"),
-         "--images", str(tmp_path), "--out", str(tmp_path / "o")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "from fovea_ray.cli import main; main()",
+            "train",
+            "--ann-file",
+            str(tmp_path / "none.json"),
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [f"fovea-ray: error: {tmp_path / 'none.json'}: annotation file not found"]

@@ -47,12 +47,47 @@ def test_train_overfits_resumes_after_sigkill_evaluates_and_feeds_extract(ray_se
     root = make_synthetic_coco(tmp_path / "data", n_images=6, seed=3, image_size=128)
     out = tmp_path / "run"
     args = [
-        "train", "--ann-file", str(root / "instances.json"), "--images", str(root / "images"), "--out", str(out),
-        "--steps", str(STEPS), "--checkpoint-every", "4", "--arch", "resnet50", "--trainable-layers", "0",
-        "--lr", "0.01", "--milestones", "1.0", "--warmup-steps", "2", "--rpn-pre-nms", "200", "--rpn-post-nms", "64",
-        "--rpn-batch", "64", "--roi-batch", "32", "--val-holdout", "2", "--cpus-per-worker", "2",
-        "--loader-workers", "0", "--ppd", "60", "--hflip", "0",
-        "--address", ray_session.get_runtime_context().gcs_address,
+        "train",
+        "--ann-file",
+        str(root / "instances.json"),
+        "--images",
+        str(root / "images"),
+        "--out",
+        str(out),
+        "--steps",
+        str(STEPS),
+        "--checkpoint-every",
+        "4",
+        "--arch",
+        "resnet50",
+        "--trainable-layers",
+        "0",
+        "--lr",
+        "0.01",
+        "--milestones",
+        "1.0",
+        "--warmup-steps",
+        "2",
+        "--rpn-pre-nms",
+        "200",
+        "--rpn-post-nms",
+        "64",
+        "--rpn-batch",
+        "64",
+        "--roi-batch",
+        "32",
+        "--val-holdout",
+        "2",
+        "--cpus-per-worker",
+        "2",
+        "--loader-workers",
+        "0",
+        "--ppd",
+        "60",
+        "--hflip",
+        "0",
+        "--address",
+        ray_session.get_runtime_context().gcs_address,
     ]
     command = [sys.executable, "-c", "import sys; from fovea_ray.cli import main; main(sys.argv[1:])", *args]
 
@@ -65,7 +100,9 @@ def test_train_overfits_resumes_after_sigkill_evaluates_and_feeds_extract(ray_se
             if (out / "ray_train" / "checkpoint_00000004" / "meta.json").is_file() and 5 in _logged_steps(out):
                 break
             time.sleep(0.1)
-        assert proc.poll() is None, f"the driver ended before it could be killed:\n{(tmp_path / 'run1.log').read_text()[-3000:]}"
+        assert proc.poll() is None, (
+            f"the driver ended before it could be killed:\n{(tmp_path / 'run1.log').read_text()[-3000:]}"
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
     finally:
@@ -110,17 +147,51 @@ def test_train_overfits_resumes_after_sigkill_evaluates_and_feeds_extract(ray_se
     model = build_model("resnet50", out, (128, 128))
     assert model.fovea_ray_info["weights"] == str(directory / "model.pt")
 
-    code, text = _cli_in_process([
-        "prepare", "--ann-file", str(root / "instances.json"), "--images", str(root / "images"),
-        "--out", str(tmp_path / "m.parquet"), "--canvas", "128", "--ppd", "60", "--n-per-type", "2",
-        "--min-area", "100", "--max-window-fraction", "0.9", "--quiet",
-    ])
+    code, text = _cli_in_process(
+        [
+            "prepare",
+            "--ann-file",
+            str(root / "instances.json"),
+            "--images",
+            str(root / "images"),
+            "--out",
+            str(tmp_path / "m.parquet"),
+            "--canvas",
+            "128",
+            "--ppd",
+            "60",
+            "--n-per-type",
+            "2",
+            "--min-area",
+            "100",
+            "--max-window-fraction",
+            "0.9",
+            "--quiet",
+        ]
+    )
     assert code == 0, text
-    code, text = _cli_in_process([
-        "extract", str(tmp_path / "m.parquet"), "--out", str(tmp_path / "s.zarr"), "--weights", str(out),
-        "--arch", "resnet50", "--layers", "backbone.body.layer2.3.bn3", "--stats", "mean", "--batch-size", "2",
-        "--chunk-size", "2", "--backbone-only", "--no-progress",
-    ])
+    code, text = _cli_in_process(
+        [
+            "extract",
+            str(tmp_path / "m.parquet"),
+            "--out",
+            str(tmp_path / "s.zarr"),
+            "--weights",
+            str(out),
+            "--arch",
+            "resnet50",
+            "--layers",
+            "backbone.body.layer2.3.bn3",
+            "--stats",
+            "mean",
+            "--batch-size",
+            "2",
+            "--chunk-size",
+            "2",
+            "--backbone-only",
+            "--no-progress",
+        ]
+    )
     assert code == 0, text
     from fovea_ray.store import open_store
 

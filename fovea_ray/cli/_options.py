@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 
-def split_list(values: Optional[Sequence[str]]) -> list[str] | None:
+def split_list(values: Sequence[str] | None) -> list[str] | None:
     """``--layers a,b --layers c`` -> ["a", "b", "c"]; nothing given -> None (the default)."""
     if not values:
         return None

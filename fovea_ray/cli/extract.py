@@ -2,38 +2,50 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 from fovea_ray.cli._options import split_list
 
 
-
-
 def extract(
     manifest: str = typer.Argument(..., help="Manifest parquet written by `fovea-ray prepare` (path or fsspec URL)."),
-    out: str = typer.Option(..., "--out", "-o", help="Store to create, or to resume if it exists (STORE.zarr, path or URL)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Store to create, or to resume if it exists (STORE.zarr, path or URL)."
+    ),
     weights: str = typer.Option(
-        "none", "--weights", help="'none' (random weights drawn from --seed), a checkpoint file or training "
-        "output directory, or 'torchvision' (COCO weights, resnet50 only; downloaded)."),
+        "none",
+        "--weights",
+        help="'none' (random weights drawn from --seed), a checkpoint file or training "
+        "output directory, or 'torchvision' (COCO weights, resnet50 only; downloaded).",
+    ),
     arch: str = typer.Option("resnet101", "--arch", help="Backbone: resnet101 (the study's) or resnet50."),
-    layers: Optional[List[str]] = typer.Option(
-        None, "--layers", help="Layers to tap: names or glob patterns, comma-separated or repeated "
-        "(default: backbone.body.layer3.22.bn3 for resnet101, as in the study)."),
-    stats: Optional[List[str]] = typer.Option(
-        None, "--stats", help="Per-channel reductions, comma-separated or repeated (default: mean,median,max)."),
-    address: Optional[str] = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    layers: list[str] | None = typer.Option(
+        None,
+        "--layers",
+        help="Layers to tap: names or glob patterns, comma-separated or repeated "
+        "(default: backbone.body.layer3.22.bn3 for resnet101, as in the study).",
+    ),
+    stats: list[str] | None = typer.Option(
+        None, "--stats", help="Per-channel reductions, comma-separated or repeated (default: mean,median,max)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
+    ),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
-    chunk_size: int = typer.Option(32, "--chunk-size", min=1, help="Samples per store chunk (unit of work and of resume)."),
-    backbone_only: bool = typer.Option(False, "--backbone-only", help="Run only backbone+FPN (faster; no anchor scores)."),
+    chunk_size: int = typer.Option(
+        32, "--chunk-size", min=1, help="Samples per store chunk (unit of work and of resume)."
+    ),
+    backbone_only: bool = typer.Option(
+        False, "--backbone-only", help="Run only backbone+FPN (faster; no anchor scores)."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable image instead of recording it."),
     seed: int = typer.Option(0, "--seed", help="Seed of the random weights (--weights none)."),
-    device: Optional[str] = typer.Option(
-        None, "--device", help="'cuda' or 'cpu' actors (default: GPU actors where the cluster has GPUs)."),
-    num_actors: Optional[int] = typer.Option(
-        None, "--num-actors", min=1, help="Model actors (default: one per GPU; on CPU one per 4 cores)."),
+    device: str | None = typer.Option(
+        None, "--device", help="'cuda' or 'cpu' actors (default: GPU actors where the cluster has GPUs)."
+    ),
+    num_actors: int | None = typer.Option(
+        None, "--num-actors", min=1, help="Model actors (default: one per GPU; on CPU one per 4 cores)."
+    ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Ray Data progress bars."),
 ) -> None:
@@ -51,8 +63,21 @@ def extract(
     from fovea_ray.pipeline import extract as run_extract
 
     summary = run_extract(
-        manifest, out, weights=weights, arch=arch, layers=split_list(layers), stats=split_list(stats) or DEFAULT_STATS,
-        address=address, chunk_size=chunk_size, batch_size=batch_size, seed=seed, strict=strict,
-        backbone_only=backbone_only, device=device, num_actors=num_actors, precision=precision, progress=progress,
+        manifest,
+        out,
+        weights=weights,
+        arch=arch,
+        layers=split_list(layers),
+        stats=split_list(stats) or DEFAULT_STATS,
+        address=address,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        seed=seed,
+        strict=strict,
+        backbone_only=backbone_only,
+        device=device,
+        num_actors=num_actors,
+        precision=precision,
+        progress=progress,
     )
     typer.echo(summary.format())

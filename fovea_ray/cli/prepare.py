@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -20,18 +19,40 @@ def _band(text: str) -> tuple[float, float]:
 
 def prepare(
     ann_file: str = typer.Option(..., "--ann-file", help="COCO instances JSON (local path or fsspec URL)."),
-    images: str = typer.Option(..., "--images", help="Image root folder (local or fsspec URL); file_name is relative to it."),
-    out: Path = typer.Option(..., "--out", help="Manifest to write (parquet); the summary goes next to it as NAME.summary.json."),
-    n_per_type: Optional[int] = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type (default: as many as the data allows)."),
-    seed: int = typer.Option(0, "--seed", help="Seed for every random choice; same inputs and seed give the same bytes."),
-    canvas: int = typer.Option(640, "--canvas", min=8, help="Model canvas, px (square); the window is this size in source pixels."),
+    images: str = typer.Option(
+        ..., "--images", help="Image root folder (local or fsspec URL); file_name is relative to it."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Manifest to write (parquet); the summary goes next to it as NAME.summary.json."
+    ),
+    n_per_type: int | None = typer.Option(
+        None, "--n-per-type", min=1, help="Cap on samples per type (default: as many as the data allows)."
+    ),
+    seed: int = typer.Option(
+        0, "--seed", help="Seed for every random choice; same inputs and seed give the same bytes."
+    ),
+    canvas: int = typer.Option(
+        640, "--canvas", min=8, help="Model canvas, px (square); the window is this size in source pixels."
+    ),
     ppd: float = typer.Option(30.0, "--ppd", help="Pixels per degree of visual angle (must match the foveator's)."),
-    categories: Optional[list[str]] = typer.Option(None, "--categories", help="Restrict to these category names or ids (repeat or comma-separate)."),
-    ecc_band: str = typer.Option("8,12", "--ecc-band", help="Eccentricity band LO,HI (degrees) of type-0 object centres."),
-    min_area: float = typer.Option(32.0**2, "--min-area", help="Smallest anchor area, px^2 (COCO 'medium' threshold by default)."),
-    max_window_fraction: float = typer.Option(0.25, "--max-window-fraction", help="Largest anchor box area as a fraction of the window's."),
-    preview: int = typer.Option(0, "--preview", min=0, help="Also render N type-1/type-0 pairs as the model will see them (PNG)."),
-    preview_out: Optional[Path] = typer.Option(None, "--preview-out", help="Preview PNG path (default: NAME.preview.png next to the manifest)."),
+    categories: list[str] | None = typer.Option(
+        None, "--categories", help="Restrict to these category names or ids (repeat or comma-separate)."
+    ),
+    ecc_band: str = typer.Option(
+        "8,12", "--ecc-band", help="Eccentricity band LO,HI (degrees) of type-0 object centres."
+    ),
+    min_area: float = typer.Option(
+        32.0**2, "--min-area", help="Smallest anchor area, px^2 (COCO 'medium' threshold by default)."
+    ),
+    max_window_fraction: float = typer.Option(
+        0.25, "--max-window-fraction", help="Largest anchor box area as a fraction of the window's."
+    ),
+    preview: int = typer.Option(
+        0, "--preview", min=0, help="Also render N type-1/type-0 pairs as the model will see them (PNG)."
+    ),
+    preview_out: Path | None = typer.Option(
+        None, "--preview-out", help="Preview PNG path (default: NAME.preview.png next to the manifest)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the output paths."),
 ) -> None:
     """Build the type-1/type-0 sample manifest from COCO annotations.
@@ -41,15 +62,26 @@ def prepare(
     from fovea_ray.data.manifest import build_manifest, summary_path, write_manifest
 
     df = build_manifest(
-        ann_file, images, n_per_type=n_per_type, seed=seed, canvas=canvas, pixels_per_degree=ppd,
-        categories=categories, ecc_band=_band(ecc_band), min_area=min_area, max_window_fraction=max_window_fraction,
+        ann_file,
+        images,
+        n_per_type=n_per_type,
+        seed=seed,
+        canvas=canvas,
+        pixels_per_degree=ppd,
+        categories=categories,
+        ecc_band=_band(ecc_band),
+        min_area=min_area,
+        max_window_fraction=max_window_fraction,
     )
     s = df.attrs["summary"]
     miss = s["images_missing"]
     if miss["count"]:
         first = ", ".join(miss["first"]) + (", ..." if miss["count"] > len(miss["first"]) else "")
-        typer.echo(f"warning: {miss['count']} of {s['images_listed']} images listed in {ann_file} are missing "
-                   f"under {images} (first: {first}); excluded", err=True)
+        typer.echo(
+            f"warning: {miss['count']} of {s['images_listed']} images listed in {ann_file} are missing "
+            f"under {images} (first: {first}); excluded",
+            err=True,
+        )
     path = write_manifest(df, out)
     if not quiet:
         _print_summary(s)
@@ -58,7 +90,9 @@ def prepare(
     if preview:
         from fovea_ray.data.preview import write_preview
 
-        png = preview_out or path.with_name(path.name[: -len(path.suffix)] + ".preview.png" if path.suffix else path.name + ".preview.png")
+        png = preview_out or path.with_name(
+            path.name[: -len(path.suffix)] + ".preview.png" if path.suffix else path.name + ".preview.png"
+        )
         write_preview(df, png, preview, seed=seed)
         typer.echo(f"preview:  {png}")
 
@@ -69,11 +103,17 @@ def _print_summary(s: dict) -> None:
     typer.echo(f"{'category':<{width}}  {'id':>4}  {'eligible':>8}  {'type 1':>6}  {'type 0':>6}")
     for c in cats:
         typer.echo(f"{c['name']:<{width}}  {c['id']:>4}  {c['eligible_images']:>8}  {c['type1']:>6}  {c['type0']:>6}")
-    typer.echo(f"{'total':<{width}}  {'':>4}  {s['eligible_images']:>8}  {s['per_type']['1']:>6}  {s['per_type']['0']:>6}")
+    typer.echo(
+        f"{'total':<{width}}  {'':>4}  {s['eligible_images']:>8}  {s['per_type']['1']:>6}  {s['per_type']['0']:>6}"
+    )
     unused = sum(1 for c in s["categories"] if c["eligible_images"] and not c["type1"])
-    typer.echo(f"{s['total']} samples in {s['n_categories']} categories"
-               + (f" ({unused} more categories have eligible images but could not be paired)" if unused else "")
-               + f"; balanced optimum {s['optimum_total']} (first-come assignment: {s['first_come_total']})")
+    typer.echo(
+        f"{s['total']} samples in {s['n_categories']} categories"
+        + (f" ({unused} more categories have eligible images but could not be paired)" if unused else "")
+        + f"; balanced optimum {s['optimum_total']} (first-come assignment: {s['first_come_total']})"
+    )
     if s["n_per_type_requested"] and s["per_type"]["1"] < s["n_per_type_requested"]:
-        typer.echo(f"note: --n-per-type {s['n_per_type_requested']} asked for more than the data allows "
-                   f"({s['per_type']['1']} per type)")
+        typer.echo(
+            f"note: --n-per-type {s['n_per_type_requested']} asked for more than the data allows "
+            f"({s['per_type']['1']} per type)"
+        )

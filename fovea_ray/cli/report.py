@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 
 def report(
     results: Path = typer.Argument(..., help="results.json written by `fovea-ray test` or `fovea-ray run`."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder (default: next to results.json)."),
-    pairs: Optional[Path] = typer.Option(None, "--pairs", help="A PNG of example input pairs to include."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder (default: next to results.json)."),
+    pairs: Path | None = typer.Option(None, "--pairs", help="A PNG of example input pairs to include."),
 ) -> None:
     """Render the study's figures (PNG) and a self-contained report.html (figures embedded, no network needed)."""
     from fovea_ray.report import render_report

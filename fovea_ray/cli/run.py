@@ -3,38 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
 
 import typer
 
 from fovea_ray.cli._options import split_list
 
 
-
-
 def run(
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="Output folder (default: fovea-ray-out)."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML run configuration; flags override it."),
-    coco_root: Optional[Path] = typer.Option(
-        None, "--coco-root", help="A COCO folder with annotations/instances_<split>.json and <split>/ images."),
+    out: str | None = typer.Option(None, "--out", "-o", help="Output folder (default: fovea-ray-out)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="TOML run configuration; flags override it."),
+    coco_root: Path | None = typer.Option(
+        None, "--coco-root", help="A COCO folder with annotations/instances_<split>.json and <split>/ images."
+    ),
     split: str = typer.Option("val2017", "--split", help="The split under --coco-root."),
-    ann_file: Optional[str] = typer.Option(None, "--ann-file", "--annotations", help="COCO instances JSON."),
-    images: Optional[str] = typer.Option(None, "--images", help="Image root (local folder or fsspec URL)."),
-    weights: Optional[str] = typer.Option(
-        None, "--weights", help="'none' (random), a checkpoint, a `fovea-ray train` folder, or 'torchvision'."),
-    arch: Optional[str] = typer.Option(None, "--arch", help="resnet101 (default) or resnet50."),
-    n_per_type: Optional[int] = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type."),
-    canvas: Optional[int] = typer.Option(None, "--canvas", min=32, help="Model canvas, px."),
-    ppd: Optional[float] = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
-    layers: Optional[List[str]] = typer.Option(None, "--layers", help="Layers to tap (names or patterns)."),
-    main_layer: Optional[str] = typer.Option(None, "--layer", help="The main layer (figures, full permutation)."),
-    permutations: Optional[int] = typer.Option(None, "--permutations", min=0, help="Half-permutation P."),
-    full_permutations: Optional[int] = typer.Option(None, "--full-permutations", min=0, help="Full-permutation P."),
-    alpha: Optional[float] = typer.Option(None, "--alpha", help="Significance level."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed of every random choice."),
-    backbone_only: Optional[bool] = typer.Option(
-        None, "--backbone-only/--full-model", help="Stop after the deepest tapped layer (no anchor scores)."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."),
+    ann_file: str | None = typer.Option(None, "--ann-file", "--annotations", help="COCO instances JSON."),
+    images: str | None = typer.Option(None, "--images", help="Image root (local folder or fsspec URL)."),
+    weights: str | None = typer.Option(
+        None, "--weights", help="'none' (random), a checkpoint, a `fovea-ray train` folder, or 'torchvision'."
+    ),
+    arch: str | None = typer.Option(None, "--arch", help="resnet101 (default) or resnet50."),
+    n_per_type: int | None = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type."),
+    canvas: int | None = typer.Option(None, "--canvas", min=32, help="Model canvas, px."),
+    ppd: float | None = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
+    layers: list[str] | None = typer.Option(None, "--layers", help="Layers to tap (names or patterns)."),
+    main_layer: str | None = typer.Option(None, "--layer", help="The main layer (figures, full permutation)."),
+    permutations: int | None = typer.Option(None, "--permutations", min=0, help="Half-permutation P."),
+    full_permutations: int | None = typer.Option(None, "--full-permutations", min=0, help="Full-permutation P."),
+    alpha: float | None = typer.Option(None, "--alpha", help="Significance level."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice."),
+    backbone_only: bool | None = typer.Option(
+        None, "--backbone-only/--full-model", help="Stop after the deepest tapped layer (no anchor scores)."
+    ),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."
+    ),
 ) -> None:
     """Run the whole study: prepare -> extract -> test -> report, into one folder.
 
@@ -54,13 +56,23 @@ def run(
         ann_file = str(coco_root / "annotations" / f"instances_{split}.json")
         images = str(coco_root / split)
     overrides = {
-        "out": out, "seed": seed,
+        "out": out,
+        "seed": seed,
         "data": {"annotations": ann_file, "images": images},
         "prepare": {"n_per_type": n_per_type, "canvas": canvas, "pixels_per_degree": ppd},
-        "extract": {"arch": arch, "weights": weights, "layers": split_list(layers), "backbone_only": backbone_only,
-                    "address": address},
-        "test": {"layer": main_layer, "permutations": permutations, "full_permutations": full_permutations,
-                 "alpha": alpha},
+        "extract": {
+            "arch": arch,
+            "weights": weights,
+            "layers": split_list(layers),
+            "backbone_only": backbone_only,
+            "address": address,
+        },
+        "test": {
+            "layer": main_layer,
+            "permutations": permutations,
+            "full_permutations": full_permutations,
+            "alpha": alpha,
+        },
     }
     cfg = load_config(config, overrides)
     run_study(cfg)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 
-def _split(values: Optional[List[str]]) -> list[str] | None:
+def _split(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
@@ -17,30 +15,49 @@ def _split(values: Optional[List[str]]) -> list[str] | None:
 def test(
     store: str = typer.Argument(..., help="Activation store written by `fovea-ray extract` (STORE.zarr, path or URL)."),
     out: str = typer.Option(..., "--out", "-o", help="Results file to write (results.json)."),
-    layer: Optional[str] = typer.Option(
-        None, "--layer", help="The main layer (figure data, full permutation test). Default: "
-        "backbone.body.layer3.22.bn3 if tapped, else the deepest layer."),
-    all_layers: bool = typer.Option(False, "--all-layers", help="Also run the battery on every other layer (one Ray task each)."),
-    stats: Optional[List[str]] = typer.Option(
-        None, "--stats", help="Per-channel statistics to use, comma-separated (default: all in the store; "
-        "the study used mean,max: d = 2C)."),
+    layer: str | None = typer.Option(
+        None,
+        "--layer",
+        help="The main layer (figure data, full permutation test). Default: "
+        "backbone.body.layer3.22.bn3 if tapped, else the deepest layer.",
+    ),
+    all_layers: bool = typer.Option(
+        False, "--all-layers", help="Also run the battery on every other layer (one Ray task each)."
+    ),
+    stats: list[str] | None = typer.Option(
+        None,
+        "--stats",
+        help="Per-channel statistics to use, comma-separated (default: all in the store; "
+        "the study used mean,max: d = 2C).",
+    ),
     permutations: int = typer.Option(100, "--permutations", min=0, help="P of the half-permutation test (0: skip)."),
     full_permutations: int = typer.Option(
-        0, "--full-permutations", min=0, help="P of the full permutation test on the main layer (refit per "
-        "permutation, batched solver on Ray; 0: skip)."),
+        0,
+        "--full-permutations",
+        min=0,
+        help="P of the full permutation test on the main layer (refit per "
+        "permutation, batched solver on Ray; 0: skip).",
+    ),
     alpha: float = typer.Option(0.01, "--alpha", help="Level of the decisions."),
     test_size: float = typer.Option(0.5, "--test-size", help="Held-out fraction of each type (the study's 1/2)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Master seed (split and every permutation)."),
     mmd_permutations: int = typer.Option(500, "--mmd-permutations", min=0, help="P of the MMD kernel test (0: skip)."),
     fdr: float = typer.Option(0.05, "--fdr", help="FDR level of the per-channel selectivity counts."),
-    standardize: bool = typer.Option(False, "--standardize", help="Z-score features before the classifier (off in the study)."),
+    standardize: bool = typer.Option(
+        False, "--standardize", help="Z-score features before the classifier (off in the study)."
+    ),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Add the controls/pixels baseline row."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."),
+    address: str | None = typer.Option(
+        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
+    ),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda for the batched solver and the MMD kernel."),
     precision: str = typer.Option(
-        "mixed", "--precision", help="Batched solver precision: mixed (float32 GEMMs, float64 finish; default), "
-        "float32 (fastest, approximate optimum) or float64."),
+        "mixed",
+        "--precision",
+        help="Batched solver precision: mixed (float32 GEMMs, float64 finish; default), "
+        "float32 (fastest, approximate optimum) or float64.",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show progress bars."),
 ) -> None:
     """Run the classifier two-sample tests (and the rest of the battery) on a store.
@@ -64,12 +81,24 @@ def test(
         raise InputError(f"--fdr must lie in (0, 1), got {fdr}")
     if precision not in ("mixed", "float32", "float64"):
         raise InputError(f"--precision must be mixed, float32 or float64, got {precision!r}")
-    cfg = BatteryConfig(alpha=alpha, test_size=test_size, permutations=permutations,
-                        full_permutations=full_permutations, seed=seed, standardize=standardize,
-                        mmd_permutations=mmd_permutations, fdr=fdr, device=device, solver_dtype=precision,
-                        use_ray=not local, address=address, progress=progress)
-    doc = run_store_tests(store, all_layers=all_layers, main_layer=layer, stats=_split(stats), config=cfg,
-                          include_controls=controls)
+    cfg = BatteryConfig(
+        alpha=alpha,
+        test_size=test_size,
+        permutations=permutations,
+        full_permutations=full_permutations,
+        seed=seed,
+        standardize=standardize,
+        mmd_permutations=mmd_permutations,
+        fdr=fdr,
+        device=device,
+        solver_dtype=precision,
+        use_ray=not local,
+        address=address,
+        progress=progress,
+    )
+    doc = run_store_tests(
+        store, all_layers=all_layers, main_layer=layer, stats=_split(stats), config=cfg, include_controls=controls
+    )
     path = write_results(doc, out)
     typer.echo(_summary(doc, path))
 
@@ -79,13 +108,18 @@ def _fmt(v, spec: str) -> str:
 
 
 def _summary(doc: dict, path) -> str:
-    lines = [f"wrote {path}", f"samples used: {doc['samples']['n_used']} of {doc['samples']['n_total']} "
-             f"(type 1: {doc['samples']['per_type']['1']}, type 0: {doc['samples']['per_type']['0']})"]
+    lines = [
+        f"wrote {path}",
+        f"samples used: {doc['samples']['n_used']} of {doc['samples']['n_total']} "
+        f"(type 1: {doc['samples']['per_type']['1']}, type 0: {doc['samples']['per_type']['0']})",
+    ]
     lines.append(f"{'layer':44s} {'acc':>6s} {'T':>8s} {'p_asym':>9s} {'p_half':>8s} {'p_full':>8s} {'sel':>5s}")
     for r in doc["table"]:
-        lines.append(f"{r['layer'][:44]:44s} {_fmt(r['accuracy'], '6.3f')} {_fmt(r['statistic'], '8.2f')} "
-                     f"{_fmt(r['p_asymptotic'], '9.2e')} {_fmt(r['p_half_permutation'], '8.3f')} "
-                     f"{_fmt(r['p_full_permutation'], '8.3f')} {_fmt(r['n_selective'], '5d')}")
+        lines.append(
+            f"{r['layer'][:44]:44s} {_fmt(r['accuracy'], '6.3f')} {_fmt(r['statistic'], '8.2f')} "
+            f"{_fmt(r['p_asymptotic'], '9.2e')} {_fmt(r['p_half_permutation'], '8.3f')} "
+            f"{_fmt(r['p_full_permutation'], '8.3f')} {_fmt(r['n_selective'], '5d')}"
+        )
     if doc["warnings"]:
         lines.append(f"{len(doc['warnings'])} warnings (see the results file), e.g.: {doc['warnings'][0]}")
     return "\n".join(lines)

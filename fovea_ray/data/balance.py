@@ -128,11 +128,10 @@ class _Graph:
         self.img_cats: list[list[int]] = [[] for _ in range(self.n)]
         for i, c in zip(self.edge_img.tolist(), self.edge_cat.tolist()):
             self.img_cats[i].append(c)
-        adj = coo_matrix((np.ones(len(img)), (self.edge_img, self.n + self.edge_cat)),
-                         shape=(self.n + self.k,) * 2)
+        adj = coo_matrix((np.ones(len(img)), (self.edge_img, self.n + self.edge_cat)), shape=(self.n + self.k,) * 2)
         _, labels = connected_components(adj, directed=False)
         self.img_comp = labels[: self.n]
-        self.cat_comp = labels[self.n:]
+        self.cat_comp = labels[self.n :]
 
     def subgraph(self, comp: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(edge mask, image indices, category indices) of one component."""
@@ -267,12 +266,17 @@ def _milp_pairs(g: _Graph, level: int, edge_mask: np.ndarray, cats: np.ndarray) 
     a_img = coo_matrix((ones, (img_pos, np.arange(m))), shape=(n, m))
     a_cat = coo_matrix((ones, (cat_pos, np.arange(m))), shape=(k, m))
     rows = vstack([hstack([a_img, coo_matrix((n, k))]), hstack([a_cat, -2 * identity(k)])]).tocsr()
-    res = milp(np.concatenate([np.zeros(m), -np.ones(k)]),
-               integrality=np.concatenate([np.zeros(m), np.ones(k)]),
-               bounds=Bounds(np.zeros(m + k), np.concatenate([np.ones(m), ub])),
-               constraints=[LinearConstraint(rows, np.concatenate([np.full(n, -np.inf), np.zeros(k)]),
-                                             np.concatenate([np.ones(n), np.zeros(k)]))],
-               options={"mip_rel_gap": 0.0, "presolve": True, "disp": False})
+    res = milp(
+        np.concatenate([np.zeros(m), -np.ones(k)]),
+        integrality=np.concatenate([np.zeros(m), np.ones(k)]),
+        bounds=Bounds(np.zeros(m + k), np.concatenate([np.ones(m), ub])),
+        constraints=[
+            LinearConstraint(
+                rows, np.concatenate([np.full(n, -np.inf), np.zeros(k)]), np.concatenate([np.ones(n), np.zeros(k)])
+            )
+        ],
+        options={"mip_rel_gap": 0.0, "presolve": True, "disp": False},
+    )
     if res.status != 0 or res.x is None:  # pragma: no cover - the program is feasible and bounded
         raise RuntimeError(f"balanced assignment: HiGHS failed ({res.message})")
     out[cats] = np.round(res.x[m:]).astype(np.int64)

@@ -49,8 +49,9 @@ def read_coco_json(ann_file: str | Path) -> dict:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise InputError(f"{name}: expected a JSON object with 'images', 'annotations', 'categories', "
-                         f"got a {type(data).__name__}")
+        raise InputError(
+            f"{name}: expected a JSON object with 'images', 'annotations', 'categories', got a {type(data).__name__}"
+        )
     return data
 
 
@@ -85,12 +86,26 @@ def validate_coco(data: dict, name: str) -> dict:
 
     is_id = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
     check_records("categories", {"id": is_id, "name": lambda v: isinstance(v, str)})
-    check_records("images", {"id": is_id, "file_name": lambda v: isinstance(v, str) and v != "",
-                             "width": lambda v: is_id(v) and v > 0, "height": lambda v: is_id(v) and v > 0})
-    check_records("annotations", {
-        "id": is_id, "image_id": is_id, "category_id": is_id,
-        "bbox": lambda v: isinstance(v, list) and len(v) == 4 and all(_is_num(x) for x in v) and v[2] >= 0 and v[3] >= 0,
-    })
+    check_records(
+        "images",
+        {
+            "id": is_id,
+            "file_name": lambda v: isinstance(v, str) and v != "",
+            "width": lambda v: is_id(v) and v > 0,
+            "height": lambda v: is_id(v) and v > 0,
+        },
+    )
+    check_records(
+        "annotations",
+        {
+            "id": is_id,
+            "image_id": is_id,
+            "category_id": is_id,
+            "bbox": lambda v: (
+                isinstance(v, list) and len(v) == 4 and all(_is_num(x) for x in v) and v[2] >= 0 and v[3] >= 0
+            ),
+        },
+    )
     for key in ("images", "annotations", "categories"):
         ids = [r["id"] for r in data[key]]
         if len(set(ids)) != len(ids):
@@ -101,12 +116,14 @@ def validate_coco(data: dict, name: str) -> dict:
     cat_ids = {r["id"] for r in data["categories"]}
     bad_img = [a["id"] for a in data["annotations"] if a["image_id"] not in image_ids]
     if bad_img:
-        raise InputError(f"{name}: {len(bad_img)} annotations refer to unknown image ids "
-                         f"(annotation ids: {_first(bad_img)})")
+        raise InputError(
+            f"{name}: {len(bad_img)} annotations refer to unknown image ids (annotation ids: {_first(bad_img)})"
+        )
     bad_cat = [a["id"] for a in data["annotations"] if a["category_id"] not in cat_ids]
     if bad_cat:
-        raise InputError(f"{name}: {len(bad_cat)} annotations refer to unknown category ids "
-                         f"(annotation ids: {_first(bad_cat)})")
+        raise InputError(
+            f"{name}: {len(bad_cat)} annotations refer to unknown category ids (annotation ids: {_first(bad_cat)})"
+        )
     for a in data["annotations"]:
         if "iscrowd" not in a:
             a["iscrowd"] = 0

@@ -32,7 +32,6 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +70,14 @@ _SALT_ANCHOR, _SALT_SPLIT, _SALT_ORDER = 0xA2C, 0x5B1, 0x0D3
 def _arrow_schema():
     import pyarrow as pa
 
-    types = {"int64": pa.int64(), "int8": pa.int8(), "double": pa.float64(), "string": pa.string(),
-             "list<double>": pa.list_(pa.float64()), "list<int64>": pa.list_(pa.int64())}
+    types = {
+        "int64": pa.int64(),
+        "int8": pa.int8(),
+        "double": pa.float64(),
+        "string": pa.string(),
+        "list<double>": pa.list_(pa.float64()),
+        "list<int64>": pa.list_(pa.int64()),
+    }
     return pa.schema([(name, types[t]) for name, t in MANIFEST_COLUMNS.items()])
 
 
@@ -119,7 +124,7 @@ def _image_uris(images: str | os.PathLike, file_names: Sequence[str]) -> tuple[l
     else:
         listed = fs.find(root)
         prefix = root + "/"
-        present = {p[len(prefix):] for p in listed if p.startswith(prefix)}
+        present = {p[len(prefix) :] for p in listed if p.startswith(prefix)}
         uris = [fs.unstrip_protocol(f"{root}/{f}") for f in file_names]
     return uris, [f.lstrip("/") in present for f in file_names]
 
@@ -127,8 +132,15 @@ def _image_uris(images: str | os.PathLike, file_names: Sequence[str]) -> tuple[l
 # -- eligibility --------------------------------------------------------------------------
 
 
-def _eligibility(coco, window_hw: tuple[int, int], *, min_area: float, max_window_fraction: float,
-                 border_px: float, allowed: set[int]) -> tuple[dict[int, dict[int, list[int]]], dict[str, int]]:
+def _eligibility(
+    coco,
+    window_hw: tuple[int, int],
+    *,
+    min_area: float,
+    max_window_fraction: float,
+    border_px: float,
+    allowed: set[int],
+) -> tuple[dict[int, dict[int, list[int]]], dict[str, int]]:
     """image id -> {category id -> eligible annotation ids}, and counts of rejections by reason."""
     wh, ww = window_hw
     reasons = {"category_excluded": 0, "crowd": 0, "too_small": 0, "not_inside_image": 0, "too_large_for_window": 0}
@@ -142,8 +154,7 @@ def _eligibility(coco, window_hw: tuple[int, int], *, min_area: float, max_windo
             reasons["crowd"] += 1
         elif float(ann["area"]) < min_area or w <= 0 or h <= 0:
             reasons["too_small"] += 1
-        elif (x < border_px or y < border_px or x + w > img["width"] - border_px
-              or y + h > img["height"] - border_px):
+        elif x < border_px or y < border_px or x + w > img["width"] - border_px or y + h > img["height"] - border_px:
             reasons["not_inside_image"] += 1
         elif w * h > max_window_fraction * ww * wh or w > ww or h > wh:
             reasons["too_large_for_window"] += 1
@@ -159,7 +170,7 @@ def _resolve_categories(coco, categories: Sequence[str | int] | None, ann_file: 
     by_name = {c["name"].lower(): c["id"] for c in coco.cats.values()}
     chosen, unknown = set(), []
     for item in categories:
-        for tok in (str(item).split(",") if not isinstance(item, int) else [item]):
+        for tok in str(item).split(",") if not isinstance(item, int) else [item]:
             tok = tok.strip() if isinstance(tok, str) else tok
             if tok == "":
                 continue
@@ -171,8 +182,10 @@ def _resolve_categories(coco, categories: Sequence[str | int] | None, ann_file: 
             else:
                 unknown.append(tok)
     if unknown:
-        raise InputError(f"{ann_file}: unknown categories {', '.join(unknown[:_FIRST])} "
-                         f"(known: {', '.join(sorted(by_name)[:_FIRST])}, ...)")
+        raise InputError(
+            f"{ann_file}: unknown categories {', '.join(unknown[:_FIRST])} "
+            f"(known: {', '.join(sorted(by_name)[:_FIRST])}, ...)"
+        )
     return chosen
 
 
@@ -201,7 +214,8 @@ def _validate_options(canvas, pixels_per_degree, ecc_band, min_area, max_window_
         raise InputError(
             f"ecc_band {lo:g}-{hi:g} deg at {pixels_per_degree:g} px/deg leaves type-0 objects unblurred: the "
             f"cutoff at {lo:g} deg is {f_lo:.1f} cycles/deg, at or above the display's Nyquist {nyquist:g}; "
-            f"use a band above {e_min:.1f} deg (or more pixels per degree)")
+            f"use a band above {e_min:.1f} deg (or more pixels per degree)"
+        )
     if min_area < 0 or not 0 < max_window_fraction <= 1 or border_px < 0:
         raise InputError("need min_area >= 0, 0 < max_window_fraction <= 1 and border_px >= 0")
     if n_per_type is not None and n_per_type < 1:
@@ -268,8 +282,9 @@ def build_manifest(
     from fovea_ray.data.coco import load_coco
 
     ann_name = os.fspath(ann_file)
-    canvas_hw, band = _validate_options(canvas, float(pixels_per_degree), ecc_band, min_area,
-                                        max_window_fraction, border_px, n_per_type)
+    canvas_hw, band = _validate_options(
+        canvas, float(pixels_per_degree), ecc_band, min_area, max_window_fraction, border_px, n_per_type
+    )
     coco = load_coco(ann_name)
     allowed = _resolve_categories(coco, categories, ann_name)
     img_ids = sorted(coco.imgs)
@@ -279,8 +294,14 @@ def build_manifest(
     missing = [fn for fn, ok in zip(file_names, present) if not ok]
     present_ids = {i for i, ok in zip(img_ids, present) if ok}
 
-    eligible, reasons = _eligibility(coco, canvas_hw, min_area=min_area, max_window_fraction=max_window_fraction,
-                                     border_px=border_px, allowed=allowed)
+    eligible, reasons = _eligibility(
+        coco,
+        canvas_hw,
+        min_area=min_area,
+        max_window_fraction=max_window_fraction,
+        border_px=border_px,
+        allowed=allowed,
+    )
     n_eligible_anns = sum(len(v) for cats in eligible.values() for v in cats.values())
     dropped_missing = sum(1 for i in eligible if i not in present_ids)
     eligible = {i: cats for i, cats in eligible.items() if i in present_ids}
@@ -319,26 +340,48 @@ def build_manifest(
             r = ecc_draw * ppd
             fx, fy = cx - r * math.cos(theta), cy - r * math.sin(theta)
         wx, wy = math.floor(cx - wc / 2.0 + 0.5), math.floor(cy - hc / 2.0 + 0.5)
-        rows.append({
-            "image_id": int(img_id), "file_name": img["file_name"], "image_uri": uri_of[img_id],
-            "image_width": int(img["width"]), "image_height": int(img["height"]),
-            "ann_id": int(ann["id"]), "category_id": cat, "category_name": coco.cats[cat]["name"],
-            "bbox": [x, y, w, h], "label": label, "fixation_xy": [fx, fy],
-            "eccentricity_deg": math.hypot(fx - cx, fy - cy) / ppd,
-            "window_xywh": [int(wx), int(wy), int(wc), int(hc)], "canvas": [int(hc), int(wc)],
-            "pixels_per_degree": ppd,
-        })
+        rows.append(
+            {
+                "image_id": int(img_id),
+                "file_name": img["file_name"],
+                "image_uri": uri_of[img_id],
+                "image_width": int(img["width"]),
+                "image_height": int(img["height"]),
+                "ann_id": int(ann["id"]),
+                "category_id": cat,
+                "category_name": coco.cats[cat]["name"],
+                "bbox": [x, y, w, h],
+                "label": label,
+                "fixation_xy": [fx, fy],
+                "eccentricity_deg": math.hypot(fx - cx, fy - cy) / ppd,
+                "window_xywh": [int(wx), int(wy), int(wc), int(hc)],
+                "canvas": [int(hc), int(wc)],
+                "pixels_per_degree": ppd,
+            }
+        )
     if not rows:
         total_anns = len(coco.anns)
         why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in reasons.items() if v)
-        raise InputError(f"{ann_name}: no balanced sample can be built ({total_anns} annotations, "
-                         f"{n_eligible_anns} eligible anchors in {len(eligible)} images on disk; rejected: {why or 'none'})")
+        raise InputError(
+            f"{ann_name}: no balanced sample can be built ({total_anns} annotations, "
+            f"{n_eligible_anns} eligible anchors in {len(eligible)} images on disk; rejected: {why or 'none'})"
+        )
     order = np.random.default_rng([seed, _SALT_ORDER]).permutation(len(rows))
     df = pd.DataFrame([rows[j] for j in order], columns=[c for c in MANIFEST_COLUMNS if c != "sample"])
     df.insert(0, "sample", np.arange(len(df), dtype=np.int64))
-    df = df.astype({"sample": "int64", "image_id": "int64", "image_width": "int64", "image_height": "int64",
-                    "ann_id": "int64", "category_id": "int64", "label": "int8", "eccentricity_deg": "float64",
-                    "pixels_per_degree": "float64"})
+    df = df.astype(
+        {
+            "sample": "int64",
+            "image_id": "int64",
+            "image_width": "int64",
+            "image_height": "int64",
+            "ann_id": "int64",
+            "category_id": "int64",
+            "label": "int8",
+            "eccentricity_deg": "float64",
+            "pixels_per_degree": "float64",
+        }
+    )
 
     config = {
         "fovea_ray_version": __version__,
@@ -361,8 +404,9 @@ def build_manifest(
         t1 = int(((df["category_id"] == cid) & (df["label"] == 1)).sum())
         t0 = int(((df["category_id"] == cid) & (df["label"] == 0)).sum())
         if n_img or t1 or t0:
-            cats_summary.append({"id": int(cid), "name": coco.cats[cid]["name"], "eligible_images": n_img,
-                                 "type1": t1, "type0": t0})
+            cats_summary.append(
+                {"id": int(cid), "name": coco.cats[cid]["name"], "eligible_images": n_img, "type1": t1, "type0": t0}
+            )
     summary = {
         "total": int(len(df)),
         "per_type": {"1": int((df["label"] == 1).sum()), "0": int((df["label"] == 0).sum())},
@@ -374,8 +418,12 @@ def build_manifest(
         "images_listed": len(img_ids),
         "images_missing": {"count": len(missing), "first": missing[:_FIRST]},
         "eligible_images": len(eligible),
-        "annotations": {"total": len(coco.anns), "eligible": n_eligible_anns,
-                        "eligible_but_image_missing": dropped_missing, "rejected": reasons},
+        "annotations": {
+            "total": len(coco.anns),
+            "eligible": n_eligible_anns,
+            "eligible_but_image_missing": dropped_missing,
+            "rejected": reasons,
+        },
         "categories": cats_summary,
     }
     df.attrs["config"] = config
@@ -386,8 +434,9 @@ def build_manifest(
 # -- files --------------------------------------------------------------------------------
 
 
-def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, config: dict | None = None,
-                   write_summary: bool = True) -> Path:
+def write_manifest(
+    df: pd.DataFrame, path: str | os.PathLike, *, config: dict | None = None, write_summary: bool = True
+) -> Path:
     """Write the manifest as parquet, byte-for-byte reproducibly; return the path.
 
     The build configuration (``config``, default ``df.attrs["config"]``) is stored as JSON in
@@ -413,14 +462,24 @@ def write_manifest(df: pd.DataFrame, path: str | os.PathLike, *, config: dict | 
             values = [list(map(float if pa.types.is_floating(field.type.value_type) else int, v)) for v in col]
             arrays.append(pa.array(values, type=field.type))
         else:
-            arrays.append(pa.array(col.to_numpy(), type=field.type) if field.type != pa.string()
-                          else pa.array([str(v) for v in col], type=pa.string()))
+            arrays.append(
+                pa.array(col.to_numpy(), type=field.type)
+                if field.type != pa.string()
+                else pa.array([str(v) for v in col], type=pa.string())
+            )
     cfg = config if config is not None else data.attrs.get("config", {})
     meta = {_META_KEY: json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()}
     table = pa.Table.from_arrays(arrays, schema=schema.with_metadata(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, path, compression="zstd", compression_level=3, use_dictionary=True,
-                   write_statistics=True, row_group_size=1 << 20)
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        compression_level=3,
+        use_dictionary=True,
+        write_statistics=True,
+        row_group_size=1 << 20,
+    )
     summary = data.attrs.get("summary")
     if write_summary and summary is not None:
         summary_path(path).write_text(json.dumps({"manifest": path.name, **summary}, indent=2, sort_keys=False) + "\n")

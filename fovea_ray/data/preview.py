@@ -66,10 +66,21 @@ def _mark_fixation(ax: Any, fx: float, fy: float, hc: int, wc: int, color: str) 
     s = min((wc / 2 - 6) / abs(d[0]) if d[0] else np.inf, (hc / 2 - 6) / abs(d[1]) if d[1] else np.inf)
     tip = np.array([cx, cy]) + s * d
     tail = tip - 0.18 * min(hc, wc) * d / np.linalg.norm(d)
-    ax.annotate("", xy=tuple(tip), xytext=tuple(tail),
-                arrowprops={"arrowstyle": "-|>", "color": color, "lw": 2.5, "mutation_scale": 18})
-    ax.text(*tail, "fixation", color=color, fontsize=8, ha="center", va="center",
-            bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.5, "lw": 0})
+    ax.annotate(
+        "",
+        xy=tuple(tip),
+        xytext=tuple(tail),
+        arrowprops={"arrowstyle": "-|>", "color": color, "lw": 2.5, "mutation_scale": 18},
+    )
+    ax.text(
+        *tail,
+        "fixation",
+        color=color,
+        fontsize=8,
+        ha="center",
+        va="center",
+        bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.5, "lw": 0},
+    )
 
 
 def _inset(ax: Any, pix: np.ndarray, box: tuple[float, float, float, float], avoid: tuple[float, float]) -> None:
@@ -85,8 +96,12 @@ def _inset(ax: Any, pix: np.ndarray, box: tuple[float, float, float, float], avo
     x1, y1 = int(min(wc, np.ceil(cx + side / 2))), int(min(hc, np.ceil(cy + side / 2)))
     if x1 - x0 < 2 or y1 - y0 < 2:
         return
-    corners = {(0.01, 0.64): (0.18, 0.18), (0.64, 0.64): (0.82, 0.18), (0.01, 0.01): (0.18, 0.82),
-               (0.64, 0.01): (0.82, 0.82)}  # axes position -> its centre as a canvas fraction
+    corners = {
+        (0.01, 0.64): (0.18, 0.18),
+        (0.64, 0.64): (0.82, 0.18),
+        (0.01, 0.01): (0.18, 0.82),
+        (0.64, 0.01): (0.82, 0.82),
+    }  # axes position -> its centre as a canvas fraction
     pts = np.array([[cx / wc, cy / hc], [avoid[0] / wc, avoid[1] / hc]])
     pos = max(corners, key=lambda c: (np.min(np.hypot(*(pts - np.array(corners[c])).T)), c))
     sub = ax.inset_axes((pos[0], pos[1], 0.35, 0.35))
@@ -156,21 +171,30 @@ def write_preview(
         wx, wy, ww, wh = (int(v) for v in r["window_xywh"])
         ox, oy = (wc - ww) // 2 - wx, (hc - wh) // 2 - wy  # source -> canvas offset
         bx, by, bw, bh = (float(v) for v in r["bbox"])
-        ax.add_patch(matplotlib.patches.Rectangle((bx + ox - 0.5, by + oy - 0.5), bw, bh, fill=False,
-                                                  ec="yellow", lw=1.2, ls="--"))
+        ax.add_patch(
+            matplotlib.patches.Rectangle(
+                (bx + ox - 0.5, by + oy - 0.5), bw, bh, fill=False, ec="yellow", lw=1.2, ls="--"
+            )
+        )
         fx, fy = (float(v) for v in r["fixation_xy"])
         _mark_fixation(ax, fx + ox, fy + oy, hc, wc, "red")
         _inset(ax, pix[k], (bx + ox, by + oy, bw, bh), (fx + ox, fy + oy))
         kind = "type 1 (fovea)" if int(r["label"]) == 1 else "type 0 (periphery)"
-        ax.set_title(f"{kind}: {r['category_name'] if 'category_name' in r else r['category_id']}\n"
-                     f"image {int(r['image_id'])}, eccentricity {float(r['eccentricity_deg']):.1f} deg", fontsize=9)
+        ax.set_title(
+            f"{kind}: {r['category_name'] if 'category_name' in r else r['category_id']}\n"
+            f"image {int(r['image_id'])}, eccentricity {float(r['eccentricity_deg']):.1f} deg",
+            fontsize=9,
+        )
         ax.set_xlim(-0.5, wc - 0.5)
         ax.set_ylim(hc - 0.5, -0.5)
         ax.set_xticks([])
         ax.set_yticks([])
     ppd = float(df["pixels_per_degree"].iloc[0])
-    fig.suptitle(f"Model input, {hc}x{wc} canvas, {ppd:g} px/deg: sharp at the fixation (left), "
-                 f"blurred in the periphery (right)", fontsize=9)
+    fig.suptitle(
+        f"Model input, {hc}x{wc} canvas, {ppd:g} px/deg: sharp at the fixation (left), "
+        f"blurred in the periphery (right)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.6 * n + 0.5)))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

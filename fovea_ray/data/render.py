@@ -110,8 +110,11 @@ def decode_image(data: bytes | bytearray | memoryview, *, device: str | torch.de
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad input here
         from PIL import UnidentifiedImageError
 
-        why = (f"not a recognised image format (starts with {data[:8].hex()})"
-               if isinstance(exc, UnidentifiedImageError) else str(exc))
+        why = (
+            f"not a recognised image format (starts with {data[:8].hex()})"
+            if isinstance(exc, UnidentifiedImageError)
+            else str(exc)
+        )
         reasons.append(why if not reasons else f"pillow: {why}")
     raise InputError(f"cannot decode image ({len(data)} bytes): " + "; ".join(reasons))
 
@@ -255,15 +258,19 @@ def render_batch(
         stack = torch.empty((len(grp.members), 3, grp.h, grp.w), dtype=torch.float32, device=dev)
         for slot, i in enumerate(grp.members):
             c = cuts[i]
-            part = imgs[i][:, c.y0:c.y1, c.x0:c.x1].to(dev)
+            part = imgs[i][:, c.y0 : c.y1, c.x0 : c.x1].to(dev)
             part = part.float().div(255.0) if part.dtype == torch.uint8 else part.float()
             if part.shape[1:] != (grp.h, grp.w):
                 # Only interior sides are padded, so what is padded in lies beyond the margin.
-                part = torch.nn.functional.pad(part[None], (0, grp.w - part.shape[2], 0, grp.h - part.shape[1]),
-                                               mode="replicate")[0]
+                part = torch.nn.functional.pad(
+                    part[None], (0, grp.w - part.shape[2], 0, grp.h - part.shape[1]), mode="replicate"
+                )[0]
             stack[slot] = part
-        shifted = torch.as_tensor(fix[grp.members] - np.array([[cuts[i].x0, cuts[i].y0] for i in grp.members], float),
-                                  dtype=torch.float32, device=dev)
+        shifted = torch.as_tensor(
+            fix[grp.members] - np.array([[cuts[i].x0, cuts[i].y0] for i in grp.members], float),
+            dtype=torch.float32,
+            device=dev,
+        )
         fov = foveator(stack, shifted)
         for slot, i in enumerate(grp.members):
             c = cuts[i]
@@ -276,7 +283,7 @@ def render_batch(
             if px1 <= px0 or py1 <= py0:
                 continue  # the window misses the image (or the canvas): all grey
             sx0, sy0 = px0 - ox + x0 - c.x0, py0 - oy + y0 - c.y0
-            canvas[i, :, py0:py1, px0:px1] = fov[slot, :, sy0:sy0 + (py1 - py0), sx0:sx0 + (px1 - px0)]
+            canvas[i, :, py0:py1, px0:px1] = fov[slot, :, sy0 : sy0 + (py1 - py0), sx0 : sx0 + (px1 - px0)]
     return canvas
 
 
@@ -286,7 +293,7 @@ class _Cut:
     __slots__ = ("x0", "y0", "x1", "y1", "free_w", "free_h", "vis")
 
     @classmethod
-    def make(cls, vis: tuple[int, int, int, int], h: int, w: int, m: int | None, stride: int) -> "_Cut":
+    def make(cls, vis: tuple[int, int, int, int], h: int, w: int, m: int | None, stride: int) -> _Cut:
         self = cls()
         self.vis = vis
         vx0, vy0, vx1, vy1 = vis
@@ -317,8 +324,9 @@ class _Group:
         return (size == gsize and not gfree) if not free else (gfree or size <= gsize)
 
     def accepts(self, cut: _Cut) -> bool:
-        return (self._fits(cut.y1 - cut.y0, cut.free_h, self.h, self.free_h)
-                and self._fits(cut.x1 - cut.x0, cut.free_w, self.w, self.free_w))
+        return self._fits(cut.y1 - cut.y0, cut.free_h, self.h, self.free_h) and self._fits(
+            cut.x1 - cut.x0, cut.free_w, self.w, self.free_w
+        )
 
     def add(self, i: int, cut: _Cut) -> None:
         self.members.append(i)

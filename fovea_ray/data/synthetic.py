@@ -75,12 +75,41 @@ def _outline(name: str, size: float, angle: float) -> list[np.ndarray]:
         rings = [_regular(48, r, 0.0), _regular(48, 0.55 * r, 0.0)]
     elif name == "cross":
         a, b = r, 0.36 * r
-        rings = [np.array([(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a),
-                           (-b, b), (-a, b), (-a, -b), (-b, -b)], dtype=float)]
+        rings = [
+            np.array(
+                [
+                    (-b, -a),
+                    (b, -a),
+                    (b, -b),
+                    (a, -b),
+                    (a, b),
+                    (b, b),
+                    (b, a),
+                    (-b, a),
+                    (-b, b),
+                    (-a, b),
+                    (-a, -b),
+                    (-b, -b),
+                ],
+                dtype=float,
+            )
+        ]
     elif name == "arrow":
         a = r
-        rings = [np.array([(-a, -0.3 * a), (0.1 * a, -0.3 * a), (0.1 * a, -0.75 * a), (a, 0.0),
-                           (0.1 * a, 0.75 * a), (0.1 * a, 0.3 * a), (-a, 0.3 * a)], dtype=float)]
+        rings = [
+            np.array(
+                [
+                    (-a, -0.3 * a),
+                    (0.1 * a, -0.3 * a),
+                    (0.1 * a, -0.75 * a),
+                    (a, 0.0),
+                    (0.1 * a, 0.75 * a),
+                    (0.1 * a, 0.3 * a),
+                    (-a, 0.3 * a),
+                ],
+                dtype=float,
+            )
+        ]
     else:  # pragma: no cover - CATEGORIES is closed
         raise ValueError(f"unknown synthetic shape {name!r}")
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
@@ -156,8 +185,9 @@ def _mask(rings: list[np.ndarray], x0: int, y0: int, h: int, w: int) -> np.ndarr
     return np.asarray(im.reduce(s), np.float32) / 255
 
 
-def _draw_image(rng: np.random.Generator, h: int, w: int, objects: tuple[int, int],
-                size_range: tuple[float, float]) -> tuple[np.ndarray, list[dict]]:
+def _draw_image(
+    rng: np.random.Generator, h: int, w: int, objects: tuple[int, int], size_range: tuple[float, float]
+) -> tuple[np.ndarray, list[dict]]:
     img = _background(rng, h, w)
     n_obj = int(rng.integers(objects[0], objects[1] + 1))
     boxes: list[tuple[float, float, float, float]] = []
@@ -178,8 +208,10 @@ def _draw_image(rng: np.random.Generator, h: int, w: int, objects: tuple[int, in
             cy = rng.uniform(margin - lo[1], h - margin - hi[1])
             bx, by = cx + lo[0], cy + lo[1]
             box = (bx, by, float(ext[0]), float(ext[1]))
-            if any(bx < ox + ow + 4 and ox < bx + box[2] + 4 and by < oy + oh + 4 and oy < by + box[3] + 4
-                   for ox, oy, ow, oh in boxes):
+            if any(
+                bx < ox + ow + 4 and ox < bx + box[2] + 4 and by < oy + oh + 4 and oy < by + box[3] + 4
+                for ox, oy, ow, oh in boxes
+            ):
                 continue  # keep objects apart: each annotation's mask is then exact
             rings = [ring + (cx, cy) for ring in rings]
             x0, y0 = int(math.floor(bx)), int(math.floor(by))
@@ -190,13 +222,15 @@ def _draw_image(rng: np.random.Generator, h: int, w: int, objects: tuple[int, in
             img[y0:y1, x0:x1] = region * (1 - alpha) + tex * alpha
             poly = _keyhole(rings)
             boxes.append(box)
-            anns.append({
-                "category_id": cat_id,
-                "bbox": [round(v, 2) for v in box],
-                "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
-                "area": round(_shoelace(poly), 2),
-                "iscrowd": 0,
-            })
+            anns.append(
+                {
+                    "category_id": cat_id,
+                    "bbox": [round(v, 2) for v in box],
+                    "segmentation": [[round(float(v), 2) for v in poly.reshape(-1)]],
+                    "area": round(_shoelace(poly), 2),
+                    "iscrowd": 0,
+                }
+            )
             break
     return img, anns
 
@@ -256,7 +290,8 @@ def make_synthetic_coco(
         pixels, anns = _draw_image(rng, h, w, (lo_n, hi_n), object_size)
         file_name = f"{i:06d}.jpg"
         Image.fromarray(np.round(pixels * 255).astype(np.uint8)).save(
-            root / "images" / file_name, quality=jpeg_quality, optimize=False)
+            root / "images" / file_name, quality=jpeg_quality, optimize=False
+        )
         image_id = i + 1
         images.append({"id": image_id, "file_name": file_name, "width": w, "height": h})
         for ann in anns:

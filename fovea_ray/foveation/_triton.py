@@ -44,9 +44,21 @@ def _kernel(interpret: str):
 
     @triton.jit
     def _blend_level(
-        g_ptr, v_ptr, out_ptr, fix_ptr, tab_ptr,
-        C, h, w, hc, wc,
-        q_max, spacing, offset, q_lo, inv_step,
+        g_ptr,
+        v_ptr,
+        out_ptr,
+        fix_ptr,
+        tab_ptr,
+        C,
+        h,
+        w,
+        hc,
+        wc,
+        q_max,
+        spacing,
+        offset,
+        q_lo,
+        inv_step,
         BLOCK_W: tl.constexpr,
     ):
         row = tl.program_id(0)  # one row of one image: b * h + y
@@ -109,10 +121,22 @@ def render(x: torch.Tensor, fixations: torch.Tensor, model: ResolutionModel, lev
         out = torch.empty_like(g)
         grid = (b * h, triton.cdiv(w, _BLOCK_W))
         kernel[grid](
-            g, v, out, fix, tab,
+            g,
+            v,
+            out,
+            fix,
+            tab,
             # q_max goes in as a float: Triton would specialise an int table size of 1.
-            c, h, w, v.shape[-2], v.shape[-1],
-            float(tab.shape[0] - 1), float(2**j), (2.0**j - 1.0) / 2.0, float(table.q_lo), 1.0 / float(table.step),
+            c,
+            h,
+            w,
+            v.shape[-2],
+            v.shape[-1],
+            float(tab.shape[0] - 1),
+            float(2**j),
+            (2.0**j - 1.0) / 2.0,
+            float(table.q_lo),
+            1.0 / float(table.step),
             BLOCK_W=_BLOCK_W,
         )
         v = out

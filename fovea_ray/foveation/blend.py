@@ -79,8 +79,10 @@ def blend_fraction_map(
     q = (dy.unsqueeze(2) + dx.unsqueeze(1)).clamp_(0.0, n - 1)
     index = q.to(torch.int32).view(-1)
     out = q.view(-1) if dtype == torch.float32 else None
-    return torch.index_select(values, 0, index, out=out).view(q.shape) if out is not None else (
-        torch.index_select(values, 0, index).view(q.shape)
+    return (
+        torch.index_select(values, 0, index, out=out).view(q.shape)
+        if out is not None
+        else (torch.index_select(values, 0, index).view(q.shape))
     )
 
 

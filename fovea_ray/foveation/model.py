@@ -82,7 +82,7 @@ def level_transfer(f, level: int) -> np.ndarray:
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def half_amplitude_frequencies(levels: int) -> tuple[float, ...]:
     """Cutoffs ``h_0 > h_1 > ... > h_{levels-1}`` of the pyramid levels, cycles/pixel.
 

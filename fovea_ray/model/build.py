@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -50,12 +51,18 @@ class CanvasTransform(_transform_base()):  # type: ignore[misc]
     (``image_mean``/``image_std``) and padding to ``size_divisible`` are unchanged.
     """
 
-    def __init__(self, canvas: tuple[int, int], image_mean: Sequence[float], image_std: Sequence[float], size_divisible: int = 32) -> None:
+    def __init__(
+        self, canvas: tuple[int, int], image_mean: Sequence[float], image_std: Sequence[float], size_divisible: int = 32
+    ) -> None:
         height, width = canvas
-        super().__init__(min(height, width), max(height, width), list(image_mean), list(image_std), size_divisible=size_divisible)
+        super().__init__(
+            min(height, width), max(height, width), list(image_mean), list(image_std), size_divisible=size_divisible
+        )
         self.canvas = (int(height), int(width))
 
-    def resize(self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
+    def resize(
+        self, image: torch.Tensor, target: dict[str, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor] | None]:
         return image, target
 
     def __repr__(self) -> str:
@@ -79,7 +86,9 @@ def _make_network(arch: str, num_classes: int, trainable_layers: int) -> nn.Modu
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
     from torchvision.ops.misc import FrozenBatchNorm2d
 
-    backbone = resnet_fpn_backbone(backbone_name=arch, weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=trainable_layers)
+    backbone = resnet_fpn_backbone(
+        backbone_name=arch, weights=None, norm_layer=FrozenBatchNorm2d, trainable_layers=trainable_layers
+    )
     return MaskRCNN(backbone, num_classes=num_classes)
 
 
@@ -130,7 +139,11 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     state = {k: v for k, v in state_dict.items() if not k.endswith("num_batches_tracked") or k in own}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    mismatched = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or mismatched:
 
         def few(items: list[str]) -> str:

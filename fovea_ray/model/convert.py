@@ -40,8 +40,9 @@ from __future__ import annotations
 import argparse
 import re
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -70,9 +71,19 @@ _GAP_LOGIT = -1.0e4
 
 _DEFAULTS: dict[str, dict[str, Any]] = {
     # maskrcnn-benchmark/config/defaults.py: INPUT.PIXEL_MEAN/STD, TO_BGR255, FrozenBatchNorm2d without eps.
-    "maskrcnn-benchmark": {"pixel_mean": [102.9801, 115.9465, 122.7717], "pixel_std": [1.0, 1.0, 1.0], "input_format": "BGR255", "frozen_bn_eps": 0.0},
+    "maskrcnn-benchmark": {
+        "pixel_mean": [102.9801, 115.9465, 122.7717],
+        "pixel_std": [1.0, 1.0, 1.0],
+        "input_format": "BGR255",
+        "frozen_bn_eps": 0.0,
+    },
     # detectron2/config/defaults.py: MODEL.PIXEL_MEAN/STD, INPUT.FORMAT; FrozenBatchNorm2d(eps=1e-5).
-    "detectron2": {"pixel_mean": [103.530, 116.280, 123.675], "pixel_std": [1.0, 1.0, 1.0], "input_format": "BGR255", "frozen_bn_eps": 1e-5},
+    "detectron2": {
+        "pixel_mean": [103.530, 116.280, 123.675],
+        "pixel_std": [1.0, 1.0, 1.0],
+        "input_format": "BGR255",
+        "frozen_bn_eps": 1e-5,
+    },
 }
 _INPUT_FORMATS = ("BGR255", "RGB255", "RGB1")
 
@@ -190,8 +201,12 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
     if any(k.startswith("backbone.body.stem.") for k in keys):
         return "maskrcnn-benchmark"
     if any(k.startswith("backbone.body.conv1.") for k in keys):
-        raise InputError("this state dict already has torchvision names; load it directly with build_model(weights=PATH)")
-    raise InputError("cannot tell the checkpoint's framework from its keys (expected maskrcnn-benchmark 'backbone.body.stem.*' or detectron2 'backbone.bottom_up.*')")
+        raise InputError(
+            "this state dict already has torchvision names; load it directly with build_model(weights=PATH)"
+        )
+    raise InputError(
+        "cannot tell the checkpoint's framework from its keys (expected maskrcnn-benchmark 'backbone.body.stem.*' or detectron2 'backbone.bottom_up.*')"
+    )
 
 
 def _strip(state_dict: Mapping[str, Any]) -> OrderedDict[str, torch.Tensor]:
@@ -243,7 +258,9 @@ def _head_rows(key: str) -> int | None:
     return None
 
 
-def _rgb_normalisation(mean: Sequence[float], std: Sequence[float], input_format: str) -> tuple[list[float], list[float]]:
+def _rgb_normalisation(
+    mean: Sequence[float], std: Sequence[float], input_format: str
+) -> tuple[list[float], list[float]]:
     mean, std = [float(v) for v in mean], [float(v) for v in std]
     if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
         raise InputError(f"pixel mean/std must be 3 numbers (std > 0), got {mean} / {std}")
@@ -315,7 +332,9 @@ def convert_state_dict(
         if any("gn" in k or ".offset" in k or "conv_offset" in k for k in unknown):
             hint = " (group norm and deformable convolutions have no torchvision equivalent)"
         shown = ", ".join(unknown[:6]) + (f" (+{len(unknown) - 6} more)" if len(unknown) > 6 else "")
-        raise InputError(f"{source} checkpoint has keys the converter does not know: {shown}{hint}; refusing rather than dropping them")
+        raise InputError(
+            f"{source} checkpoint has keys the converter does not know: {shown}{hint}; refusing rather than dropping them"
+        )
 
     # Class layout -> torchvision's (background first, class-specific boxes and masks).
     cls_key = _CLS + "weight"
@@ -333,10 +352,14 @@ def convert_state_dict(
             else:
                 if tensor.shape[0] != (num_with_bg - 1) * rows:
                     kind = "box regression" if rows == 4 else "masks"
-                    raise InputError(f"detectron2 checkpoint has class-agnostic {kind} ({key}: {tensor.shape[0]} rows); torchvision needs class-specific heads")
+                    raise InputError(
+                        f"detectron2 checkpoint has class-agnostic {kind} ({key}: {tensor.shape[0]} rows); torchvision needs class-specific heads"
+                    )
                 tensor = torch.cat([torch.zeros_like(tensor[:rows]), tensor])  # add a background row
         elif tensor.shape[0] != num_with_bg * rows:
-            raise InputError(f"maskrcnn-benchmark head {key} has {tensor.shape[0]} rows, expected {num_with_bg * rows} (class-agnostic heads are not supported)")
+            raise InputError(
+                f"maskrcnn-benchmark head {key} has {tensor.shape[0]} rows, expected {num_with_bg * rows} (class-agnostic heads are not supported)"
+            )
         converted[key] = tensor
     expand = (num_with_bg == 81) if coco_ids is None else bool(coco_ids)
     if expand:
@@ -357,7 +380,9 @@ def convert_state_dict(
     depths = _stage_depths(converted)
     arch = {(3, 4, 23, 3): "resnet101", (3, 4, 6, 3): "resnet50"}.get(tuple(depths))
     if arch is None:
-        raise InputError(f"{source} checkpoint has a ResNet with stage depths {depths}; only ResNet-50 (3, 4, 6, 3) and ResNet-101 (3, 4, 23, 3) are supported")
+        raise InputError(
+            f"{source} checkpoint has a ResNet with stage depths {depths}; only ResNet-50 (3, 4, 6, 3) and ResNet-101 (3, 4, 23, 3) are supported"
+        )
     conventions = {
         "source": source,
         "arch": arch,
@@ -377,7 +402,9 @@ def convert_state_dict(
 
 
 def to_source_state_dict(
-    state_dict: Mapping[str, torch.Tensor], conventions: Mapping[str, Any], extras: Mapping[str, torch.Tensor] | None = None
+    state_dict: Mapping[str, torch.Tensor],
+    conventions: Mapping[str, Any],
+    extras: Mapping[str, torch.Tensor] | None = None,
 ) -> OrderedDict[str, torch.Tensor]:
     """The inverse of :func:`convert_state_dict`: torchvision names and layout -> the source's."""
     source = conventions["source"]
@@ -441,13 +468,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("src", help="maskrcnn-benchmark .pth or detectron2 .pkl/.pth checkpoint")
     parser.add_argument("dst", help="output torchvision checkpoint (.pt)")
     parser.add_argument("--source", choices=SOURCES, default=None, help="framework (default: detect from key names)")
-    parser.add_argument("--no-stride-in-1x1", dest="stride_in_1x1", action="store_false", help="the source ResNet strides its 3x3 convs (torchvision-style)")
+    parser.add_argument(
+        "--no-stride-in-1x1",
+        dest="stride_in_1x1",
+        action="store_false",
+        help="the source ResNet strides its 3x3 convs (torchvision-style)",
+    )
     parser.add_argument("--input-format", choices=_INPUT_FORMATS, default=None)
-    parser.add_argument("--pixel-mean", type=lambda s: [float(v) for v in s.split(",")], default=None, help="source order and scale, e.g. 102.98,115.95,122.77")
+    parser.add_argument(
+        "--pixel-mean",
+        type=lambda s: [float(v) for v in s.split(",")],
+        default=None,
+        help="source order and scale, e.g. 102.98,115.95,122.77",
+    )
     parser.add_argument("--pixel-std", type=lambda s: [float(v) for v in s.split(",")], default=None)
     args = parser.parse_args(argv)
     try:
-        out = convert_checkpoint(args.src, args.dst, args.source, stride_in_1x1=args.stride_in_1x1, input_format=args.input_format, pixel_mean=args.pixel_mean, pixel_std=args.pixel_std)
+        out = convert_checkpoint(
+            args.src,
+            args.dst,
+            args.source,
+            stride_in_1x1=args.stride_in_1x1,
+            input_format=args.input_format,
+            pixel_mean=args.pixel_mean,
+            pixel_std=args.pixel_std,
+        )
     except FoveaRayError as err:
         parser.exit(2, f"fovea-ray convert: error: {err}\n")
     print(f"wrote {out}")

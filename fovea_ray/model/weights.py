@@ -24,8 +24,9 @@ import json
 import pickle
 import re
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -64,7 +65,9 @@ def weights_checksum(model_or_state_dict: torch.nn.Module | Mapping[str, torch.T
     elif isinstance(model_or_state_dict, Mapping):
         state = model_or_state_dict
     else:
-        raise TypeError(f"weights_checksum needs an nn.Module or a state dict, got {type(model_or_state_dict).__name__}")
+        raise TypeError(
+            f"weights_checksum needs an nn.Module or a state dict, got {type(model_or_state_dict).__name__}"
+        )
     digest = hashlib.sha256()
     for key in sorted(state):
         value = state[key]
@@ -155,7 +158,9 @@ def _read_raw(path: Path) -> Any:
         try:
             from safetensors.torch import load_file
         except ImportError as err:  # pragma: no cover - depends on the environment
-            raise FoveaRayError(f"{path}: reading .safetensors needs the 'safetensors' package (pip install safetensors)") from err
+            raise FoveaRayError(
+                f"{path}: reading .safetensors needs the 'safetensors' package (pip install safetensors)"
+            ) from err
         return load_file(str(path), device="cpu")
     if suffix == ".pkl":
         import numpy as np
@@ -188,7 +193,7 @@ def _read_raw(path: Path) -> Any:
         raise InputError(f"{path}: not a readable torch checkpoint ({reason})") from err
 
 
-def strip_prefixes(state_dict: Mapping[str, Any]) -> "OrderedDict[str, Any]":
+def strip_prefixes(state_dict: Mapping[str, Any]) -> OrderedDict[str, Any]:
     """Remove wrapper prefixes (``module.``, ``_orig_mod.``) shared by every key."""
     state = OrderedDict(state_dict)
     changed = True
@@ -196,7 +201,7 @@ def strip_prefixes(state_dict: Mapping[str, Any]) -> "OrderedDict[str, Any]":
         changed = False
         for prefix in _WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in state):
-                state = OrderedDict((k[len(prefix):], v) for k, v in state.items())
+                state = OrderedDict((k[len(prefix) :], v) for k, v in state.items())
                 changed = True
     return state
 
@@ -205,7 +210,7 @@ def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def load_checkpoint_with_meta(path: str | Path) -> tuple["OrderedDict[str, torch.Tensor]", dict[str, Any], Path]:
+def load_checkpoint_with_meta(path: str | Path) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any], Path]:
     """Like :func:`load_checkpoint`, also returning fovea-ray metadata and the file read.
 
     The metadata is the checkpoint's ``"fovea_ray"`` entry (a converted checkpoint's
@@ -231,14 +236,18 @@ def load_checkpoint_with_meta(path: str | Path) -> tuple["OrderedDict[str, torch
                 state = raw[key]
                 break
     if not isinstance(state, Mapping) or not state:
-        raise InputError(f"{file}: no state dict found (expected a dict of tensors, or one under 'model' / 'state_dict')")
+        raise InputError(
+            f"{file}: no state dict found (expected a dict of tensors, or one under 'model' / 'state_dict')"
+        )
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
-        raise InputError(f"{file}: state dict entries that are not tensors: {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}")
+        raise InputError(
+            f"{file}: state dict entries that are not tensors: {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}"
+        )
     return strip_prefixes(state), meta, file
 
 
-def load_checkpoint(path: str | Path) -> "OrderedDict[str, torch.Tensor]":
+def load_checkpoint(path: str | Path) -> OrderedDict[str, torch.Tensor]:
     """Load a model state dict safely (no arbitrary unpickling) from a file or directory.
 
     Returns the tensors with any DDP / Ray Train ``module.`` prefix stripped. Raises

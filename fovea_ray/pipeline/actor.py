@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -121,8 +122,10 @@ class ChunkExtractor:
         self.device = resolve_device(spec.device)
         self.precision = resolve_precision(spec.precision, self.device)
         if self.precision == "bf16" and self.device.startswith("cuda") and not torch.cuda.is_bf16_supported():
-            raise FoveaRayError(f"the GPU on {platform.node()} ({torch.cuda.get_device_name()}) has no bf16; "
-                                "rerun with --precision fp16 (in a new store: precision is part of its config)")
+            raise FoveaRayError(
+                f"the GPU on {platform.node()} ({torch.cuda.get_device_name()}) has no bf16; "
+                "rerun with --precision fp16 (in a new store: precision is part of its config)"
+            )
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed canvas: autotune once
         self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
@@ -180,8 +183,15 @@ class ChunkExtractor:
 
         return render_batch(images, fixations, windows, tuple(self.spec.canvas), self.foveator, device=self.device)
 
-    def process(self, blobs: Sequence[bytes], read_errors: Sequence[str], fixations: np.ndarray,
-                windows: np.ndarray, bboxes: np.ndarray, category_ids: Sequence[int]) -> ChunkResult:
+    def process(
+        self,
+        blobs: Sequence[bytes],
+        read_errors: Sequence[str],
+        fixations: np.ndarray,
+        windows: np.ndarray,
+        bboxes: np.ndarray,
+        category_ids: Sequence[int],
+    ) -> ChunkResult:
         """All samples of one chunk; a sample that cannot be decoded or rendered is recorded."""
         k = len(blobs)
         fixations = np.asarray(fixations, dtype=np.float64).reshape(k, 2)
@@ -195,7 +205,7 @@ class ChunkExtractor:
         bs = max(1, int(self.spec.batch_size))
         for lo in range(0, len(todo), bs):
             idx, images = [], []
-            for i in todo[lo:lo + bs]:
+            for i in todo[lo : lo + bs]:
                 try:
                     images.append(self._decode(blobs[i]))
                     idx.append(i)
@@ -206,7 +216,7 @@ class ChunkExtractor:
             try:
                 batch = self._render(images, fixations[idx], windows[idx])
             except Exception:  # noqa: BLE001 - isolate the sample that broke the batch
-                keep, kept_images, rendered = [], [], []
+                keep, rendered = [], []
                 for i, img in zip(idx, images):
                     try:
                         rendered.append(self._render([img], fixations[[i]], windows[[i]]))
@@ -237,13 +247,27 @@ class ChunkExtractor:
     # ------------------------------------------------------------------ Ray Data
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """``map_batches`` entry: each row is one chunk (from :func:`read_chunk`)."""
-        rows: dict[str, list[Any]] = {"chunk": [], "n": [], "controls": [], "anchor_score": [], "errors": [],
-                                      "weights_checksum": [], "seconds": [], "forward_seconds": []}
+        rows: dict[str, list[Any]] = {
+            "chunk": [],
+            "n": [],
+            "controls": [],
+            "anchor_score": [],
+            "errors": [],
+            "weights_checksum": [],
+            "seconds": [],
+            "forward_seconds": [],
+        }
         rows.update({ACT_PREFIX + layer: [] for layer in self.layers})
         for r in range(len(batch["chunk"])):
             t0, f0 = time.perf_counter(), self.forward_seconds
-            res = self.process(list(batch["blobs"][r]), list(batch["read_error"][r]), np.stack(batch["fixation"][r]),
-                               np.stack(batch["window"][r]), np.stack(batch["bbox"][r]), list(batch["category_id"][r]))
+            res = self.process(
+                list(batch["blobs"][r]),
+                list(batch["read_error"][r]),
+                np.stack(batch["fixation"][r]),
+                np.stack(batch["window"][r]),
+                np.stack(batch["bbox"][r]),
+                list(batch["category_id"][r]),
+            )
             n = len(res.errors)
             pad = int(batch["pad_to"][r])
             rows["chunk"].append(int(batch["chunk"][r]))

@@ -10,7 +10,7 @@ run (backbone-only mode, or a sample whose image failed).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,8 +18,9 @@ import numpy as np
 IOU_THRESHOLD = 0.5
 
 
-def anchor_box_on_canvas(bbox_xywh: Sequence[float], window_xywh: Sequence[float],
-                         canvas_hw: Sequence[int]) -> np.ndarray:
+def anchor_box_on_canvas(
+    bbox_xywh: Sequence[float], window_xywh: Sequence[float], canvas_hw: Sequence[int]
+) -> np.ndarray:
     """The anchor's box in canvas pixels, ``(x0, y0, x1, y1)``.
 
     The window (source pixels) is pasted unscaled and centred on the canvas, at offset
@@ -47,8 +48,9 @@ def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
 
 
-def anchor_score(detection: dict, anchor_xyxy: np.ndarray, category_id: int,
-                 iou_threshold: float = IOU_THRESHOLD) -> float:
+def anchor_score(
+    detection: dict, anchor_xyxy: np.ndarray, category_id: int, iou_threshold: float = IOU_THRESHOLD
+) -> float:
     """Score of the anchor object in one image's detections (see the module docstring).
 
     Args:
@@ -57,6 +59,7 @@ def anchor_score(detection: dict, anchor_xyxy: np.ndarray, category_id: int,
         anchor_xyxy: the anchor's box in the same (canvas) coordinates.
         category_id: the anchor's COCO category id (the model's label space).
     """
+
     def arr(v) -> np.ndarray:
         return v.detach().float().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
 

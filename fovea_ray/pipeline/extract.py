@@ -25,9 +25,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,9 +44,22 @@ DEFAULT_BATCH_SIZE = 8
 
 #: Manifest columns that define the samples (image_uri is left out: moving the images to
 #: object storage does not change the experiment).
-_MANIFEST_KEY_COLUMNS = ("sample", "image_id", "file_name", "image_width", "image_height", "ann_id", "category_id",
-                         "bbox", "label", "fixation_xy", "eccentricity_deg", "window_xywh", "canvas",
-                         "pixels_per_degree")
+_MANIFEST_KEY_COLUMNS = (
+    "sample",
+    "image_id",
+    "file_name",
+    "image_width",
+    "image_height",
+    "ann_id",
+    "category_id",
+    "bbox",
+    "label",
+    "fixation_xy",
+    "eccentricity_deg",
+    "window_xywh",
+    "canvas",
+    "pixels_per_degree",
+)
 
 
 def manifest_checksum(df: pd.DataFrame) -> str:
@@ -75,8 +89,9 @@ def _weights_kind(weights: str | os.PathLike | None) -> str | None:
     if text.lower() == "torchvision":
         return "torchvision"
     if "://" not in text and not Path(text).expanduser().exists():
-        raise InputError(f"{text}: weights file or checkpoint directory not found "
-                         "(use --weights none for random weights)")
+        raise InputError(
+            f"{text}: weights file or checkpoint directory not found (use --weights none for random weights)"
+        )
     return str(Path(text).expanduser().resolve()) if "://" not in text else text
 
 
@@ -108,7 +123,9 @@ def _manifest_geometry(df: pd.DataFrame, source: str) -> tuple[tuple[int, int], 
         raise InputError(f"{source}: the 'sample' column must be 0..N-1 in order")
     canvases = {tuple(int(v) for v in c) for c in df["canvas"]}
     if len(canvases) != 1:
-        raise InputError(f"{source}: samples use {len(canvases)} different canvases {sorted(canvases)[:4]}; one run needs one")
+        raise InputError(
+            f"{source}: samples use {len(canvases)} different canvases {sorted(canvases)[:4]}; one run needs one"
+        )
     ppds = set(np.round(df["pixels_per_degree"].to_numpy(np.float64), 9))
     if len(ppds) != 1:
         raise InputError(f"{source}: samples use different pixels_per_degree {sorted(ppds)[:4]}; one run needs one")
@@ -126,8 +143,17 @@ def _chunk_rows(df: pd.DataFrame, plan, chunks: Sequence[int]) -> list[dict[str,
     rows = []
     for i in chunks:
         a, b = plan.bounds(i)
-        rows.append({"chunk": int(i), "pad_to": plan.chunk_size, "image_uri": list(uri[a:b]),
-                     "fixation": fix[a:b], "window": win[a:b], "bbox": box[a:b], "category_id": cat[a:b]})
+        rows.append(
+            {
+                "chunk": int(i),
+                "pad_to": plan.chunk_size,
+                "image_uri": list(uri[a:b]),
+                "fixation": fix[a:b],
+                "window": win[a:b],
+                "bbox": box[a:b],
+                "category_id": cat[a:b],
+            }
+        )
     return rows
 
 
@@ -150,8 +176,11 @@ def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int
     if use_gpu and gpus == 0:
         import warnings
 
-        warnings.warn("GPU actors requested but the cluster has no GPU now: the run waits until the "
-                      "autoscaler adds GPU nodes (use --device cpu on a machine without GPUs)", stacklevel=3)
+        warnings.warn(
+            "GPU actors requested but the cluster has no GPU now: the run waits until the "
+            "autoscaler adds GPU nodes (use --device cpu on a machine without GPUs)",
+            stacklevel=3,
+        )
     if torch_threads is None:
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
         per_node = max(node_cpus or [cpus])
@@ -164,8 +193,9 @@ def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int
 _PROBES: dict[tuple, dict] = {}
 
 
-def _probe_key(arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool,
-               ppd: float) -> tuple | None:
+def _probe_key(
+    arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool, ppd: float
+) -> tuple | None:
     """Cache key for a probe, or None (not cached) for weights that may change under one name."""
     stamp: tuple = ()
     if weights not in (None, "torchvision"):
@@ -173,7 +203,17 @@ def _probe_key(arch: str, weights: str | None, canvas, seed: int, layers, stats,
             return None  # a remote file or a training directory (its newest checkpoint moves on)
         st = Path(weights).stat()
         stamp = (st.st_size, st.st_mtime_ns)
-    return (arch, weights, stamp, tuple(canvas), int(seed), tuple(layers), tuple(stats), bool(backbone_only), float(ppd))
+    return (
+        arch,
+        weights,
+        stamp,
+        tuple(canvas),
+        int(seed),
+        tuple(layers),
+        tuple(stats),
+        bool(backbone_only),
+        float(ppd),
+    )
 
 
 def _probe(arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool, ppd: float) -> dict:
@@ -186,13 +226,18 @@ def _probe(arch: str, weights: str | None, canvas, seed: int, layers, stats, bac
     if key is not None and key in _PROBES:
         return _PROBES[key]
     try:
-        facts = ray.get(ray.remote(num_cpus=1)(probe_model).remote(
-            arch, weights, canvas, int(seed), list(layers), list(stats), bool(backbone_only), ppd))
+        facts = ray.get(
+            ray.remote(num_cpus=1)(probe_model).remote(
+                arch, weights, canvas, int(seed), list(layers), list(stats), bool(backbone_only), ppd
+            )
+        )
     except Exception as exc:  # noqa: BLE001 - surface the user's error (bad layer, bad weights)
         cause = _cause(exc)
         if isinstance(cause, (InputError, FoveaRayError, ValueError, KeyError)):
-            raise InputError(f"could not build the network ({arch}, weights={weights or 'random'}): "
-                             f"{' '.join(str(cause).split())[:600]}") from exc
+            raise InputError(
+                f"could not build the network ({arch}, weights={weights or 'random'}): "
+                f"{' '.join(str(cause).split())[:600]}"
+            ) from exc
         raise
     if key is not None:
         _PROBES[key] = facts
@@ -323,8 +368,9 @@ def extract(
 
     connect(address)
     use_gpu, n_actors, threads = _cluster_plan(device, num_actors, torch_threads)
-    resolved_precision = ("bf16" if precision == "auto" else precision) if use_gpu else \
-        ("fp32" if precision == "auto" else precision)
+    resolved_precision = (
+        ("bf16" if precision == "auto" else precision) if use_gpu else ("fp32" if precision == "auto" else precision)
+    )
 
     facts = _probe(arch, weights_arg, canvas, int(seed), layers, stats, bool(backbone_only), ppd)
 
@@ -332,7 +378,9 @@ def extract(
         "manifest_checksum": manifest_checksum(df),
         "n_samples": len(df),
         "arch": arch,
-        "weights": "random" if weights_arg is None else ("torchvision" if weights_arg == "torchvision" else "checkpoint"),
+        "weights": "random"
+        if weights_arg is None
+        else ("torchvision" if weights_arg == "torchvision" else "checkpoint"),
         "weights_checksum": facts["weights_checksum"],
         "layers": facts["layers"],
         "stats": facts["stats"],
@@ -358,36 +406,65 @@ def extract(
     elif existing is not None:
         diffs = diff_configs(existing.attrs.get("config", {}), config)
         if diffs:
-            raise InputError(f"{out}: this store was made with a different configuration, so it cannot be "
-                             f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
-                             "to start over.")
+            raise InputError(
+                f"{out}: this store was made with a different configuration, so it cannot be "
+                f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
+                "to start over."
+            )
         store = existing
     if store is None:
         store = create_store(
-            out, n_samples=len(df),
+            out,
+            n_samples=len(df),
             layers={name: (c, facts["stats"]) for name, c in zip(facts["layers"], facts["channels"])},
-            control_stats=facts["control_stats"], chunk_size=plan.chunk_size, samples=df,
-            attrs={"config": config, "versions": {**_versions(), **facts["versions"]},
-                   "weights_checksum": facts["weights_checksum"], "weights_source": weights_arg or "random",
-                   "foveation": facts["foveation"], "manifest": source, "status": "created"},
-            overwrite=overwrite, storage_options=storage_options)
+            control_stats=facts["control_stats"],
+            chunk_size=plan.chunk_size,
+            samples=df,
+            attrs={
+                "config": config,
+                "versions": {**_versions(), **facts["versions"]},
+                "weights_checksum": facts["weights_checksum"],
+                "weights_source": weights_arg or "random",
+                "foveation": facts["foveation"],
+                "manifest": source,
+                "status": "created",
+            },
+            overwrite=overwrite,
+            storage_options=storage_options,
+        )
 
     pending = store.pending_chunks()
-    summary = ExtractSummary(store=out, n_samples=len(df), n_chunks=plan.n_chunks, chunks_run=len(pending),
-                             chunks_skipped=plan.n_chunks - len(pending), device="GPU" if use_gpu else "CPU",
-                             actors=n_actors)
+    summary = ExtractSummary(
+        store=out,
+        n_samples=len(df),
+        n_chunks=plan.n_chunks,
+        chunks_run=len(pending),
+        chunks_skipped=plan.n_chunks - len(pending),
+        device="GPU" if use_gpu else "CPU",
+        actors=n_actors,
+    )
     summary.skipped = len(df) - sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
     if not pending:
         summary.complete = True
         store.update_attrs(status="complete")
         return summary
 
-    spec = ModelSpec(arch=arch, weights=weights_arg, canvas=tuple(canvas), seed=int(seed),
-                     layers=tuple(facts["layers"]), channels=tuple(facts["channels"]), stats=tuple(facts["stats"]),
-                     backbone_only=bool(backbone_only), foveation=dict(facts["foveation"]),
-                     device="cuda" if use_gpu else "cpu", precision=resolved_precision,
-                     batch_size=int(batch_size), torch_threads=None if use_gpu else threads,
-                     weights_checksum=facts["weights_checksum"])
+    spec = ModelSpec(
+        arch=arch,
+        weights=weights_arg,
+        canvas=tuple(canvas),
+        seed=int(seed),
+        layers=tuple(facts["layers"]),
+        channels=tuple(facts["channels"]),
+        stats=tuple(facts["stats"]),
+        backbone_only=bool(backbone_only),
+        foveation=dict(facts["foveation"]),
+        device="cuda" if use_gpu else "cpu",
+        precision=resolved_precision,
+        batch_size=int(batch_size),
+        torch_threads=None if use_gpu else threads,
+        weights_checksum=facts["weights_checksum"],
+    )
 
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -395,7 +472,7 @@ def extract(
     ctx.enable_progress_bars = bool(progress)
     ctx.enable_operator_progress_bars = bool(progress)
     ctx.execution_options.preserve_order = False
-    compute = (ActorPoolStrategy(min_size=1, max_size=n_actors) if use_gpu else ActorPoolStrategy(size=n_actors))
+    compute = ActorPoolStrategy(min_size=1, max_size=n_actors) if use_gpu else ActorPoolStrategy(size=n_actors)
     # Logical CPUs per model actor: leave one CPU's worth to the read and sink tasks (0.5 each),
     # or they could never be scheduled beside a pool that fills the machine.
     cpus = float(ray.cluster_resources().get("CPU", 1))
@@ -404,10 +481,21 @@ def extract(
     ds = (
         ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
         .map(read_chunk, fn_kwargs={"storage_options": storage_options}, num_cpus=0.5)
-        .map_batches(ChunkExtractor, fn_constructor_kwargs={"spec": spec}, batch_size=1, compute=compute,
-                     num_gpus=1 if use_gpu else 0, num_cpus=actor_cpus, runtime_env={"env_vars": _actor_env()})
-        .map_batches(write_chunks, batch_size=1, num_cpus=0.5,
-                     fn_kwargs={"store_path": out, "strict": bool(strict), "storage_options": storage_options})
+        .map_batches(
+            ChunkExtractor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,
+            compute=compute,
+            num_gpus=1 if use_gpu else 0,
+            num_cpus=actor_cpus,
+            runtime_env={"env_vars": _actor_env()},
+        )
+        .map_batches(
+            write_chunks,
+            batch_size=1,
+            num_cpus=0.5,
+            fn_kwargs={"store_path": out, "strict": bool(strict), "storage_options": storage_options},
+        )
     )
     del rows
     file_names = df["file_name"].astype(str).to_numpy()
@@ -421,8 +509,10 @@ def extract(
             failures = json.loads(row["failures"])
             if not row["written"]:
                 sample, reason = failures[0]
-                raise InputError(f"{df['image_uri'].iloc[sample]}: {reason} (sample {sample}; --strict stops at the "
-                                 "first failure; its chunk was not written)")
+                raise InputError(
+                    f"{df['image_uri'].iloc[sample]}: {reason} (sample {sample}; --strict stops at the "
+                    "first failure; its chunk was not written)"
+                )
             summary.done += int(row["n"])
             summary.failed += len(failures)
             summary.model_seconds += float(row["seconds"])
@@ -430,8 +520,9 @@ def extract(
             summary.write_seconds += float(row["write_seconds"])
             summary.failures.extend((int(s), str(file_names[s]), str(r)) for s, r in failures)
             if on_chunk is not None:
-                on_chunk({"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures),
-                          "elapsed_s": now - t0})
+                on_chunk(
+                    {"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures), "elapsed_s": now - t0}
+                )
     except InputError:
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray

@@ -8,12 +8,19 @@ torch, so its memory stays small and flat however large the run.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
-def probe_model(arch: str, weights: str | None, canvas: tuple[int, int], seed: int,
-                layers: Sequence[str], stats: Sequence[str], backbone_only: bool,
-                pixels_per_degree: float) -> dict:
+def probe_model(
+    arch: str,
+    weights: str | None,
+    canvas: tuple[int, int],
+    seed: int,
+    layers: Sequence[str],
+    stats: Sequence[str],
+    backbone_only: bool,
+    pixels_per_degree: float,
+) -> dict:
     """Build the network on the CPU and report what the store's layout and config need.
 
     Returns a dict with ``layers`` (resolved names, depth order), ``channels`` (per

@@ -7,8 +7,9 @@ with its reason and yields empty bytes; it never fails the chunk.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 #: Concurrent fetches per read task for remote filesystems (object-store latency bound).
 REMOTE_FETCH_THREADS = 16
@@ -30,7 +31,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def _read_local(uri: str) -> bytes:
-    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    path = uri[len("file://") :] if uri.startswith("file://") else uri
     with open(path, "rb") as fh:
         return fh.read()
 

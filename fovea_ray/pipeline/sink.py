@@ -22,8 +22,9 @@ def _strings(value: Any) -> list[str]:
     return [str(v) for v in (json.loads(value) if isinstance(value, str) else list(value))]
 
 
-def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool = False,
-                 storage_options: dict | None = None) -> dict[str, np.ndarray]:
+def write_chunks(
+    batch: dict[str, np.ndarray], *, store_path: str, strict: bool = False, storage_options: dict | None = None
+) -> dict[str, np.ndarray]:
     """Ray Data ``map_batches`` function: write every chunk row of ``batch``.
 
     Input rows (from :class:`fovea_ray.pipeline.actor.ChunkExtractor`): ``chunk``, ``n``
@@ -39,8 +40,20 @@ def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool 
 
     store = open_store(store_path, mode="r+", storage_options=storage_options)
     layers = store.layers
-    out: dict[str, list] = {k: [] for k in ("chunk", "n", "n_failed", "failures", "written",
-                                            "weights_checksum", "seconds", "forward_seconds", "write_seconds")}
+    out: dict[str, list] = {
+        k: []
+        for k in (
+            "chunk",
+            "n",
+            "n_failed",
+            "failures",
+            "written",
+            "weights_checksum",
+            "seconds",
+            "forward_seconds",
+            "write_seconds",
+        )
+    }
     for r in range(len(batch["chunk"])):
         t0 = time.perf_counter()
         chunk, n = int(batch["chunk"][r]), int(batch["n"][r])
@@ -63,6 +76,8 @@ def write_chunks(batch: dict[str, np.ndarray], *, store_path: str, strict: bool 
         out["written"].append(written)
         out["weights_checksum"].append(str(batch["weights_checksum"][r]))
         out["seconds"].append(float(batch["seconds"][r]))
-        out["forward_seconds"].append(float(batch["forward_seconds"][r]) if "forward_seconds" in batch else float("nan"))
+        out["forward_seconds"].append(
+            float(batch["forward_seconds"][r]) if "forward_seconds" in batch else float("nan")
+        )
         out["write_seconds"].append(time.perf_counter() - t0)
     return {k: np.asarray(v) for k, v in out.items()}

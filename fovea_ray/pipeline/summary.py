@@ -75,8 +75,8 @@ class ExtractSummary:
             f"({self.good} good, {self.failed} failed), {self.skipped} skipped (already done)",
             f"  throughput: {self.images_per_s:.2f} images/s over {self.seconds:.1f} s "
             f"({self.actors} {self.device} actor{'s' if self.actors != 1 else ''}; first chunk after "
-            f"{self.first_chunk_s:.1f} s" + (f", then {self.steady_images_per_s:.2f} images/s sustained)"
-                                            if self.steady_images_per_s > 0 else ")"),
+            f"{self.first_chunk_s:.1f} s"
+            + (f", then {self.steady_images_per_s:.2f} images/s sustained)" if self.steady_images_per_s > 0 else ")"),
             f"  model stage: {self.model_seconds:.1f} s, {100 * self.forward_share:.0f}% of it in the tapped forward; "
             f"store writes: {self.write_seconds:.1f} s",
         ]

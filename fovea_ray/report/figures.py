@@ -7,7 +7,7 @@ the layer curve and per-channel selectivity.
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 
@@ -129,8 +129,15 @@ def confusion_matrix(confusion: Sequence[Sequence[int]]) -> bytes:
     ax.imshow(cm, cmap="Blues")
     for i in range(2):
         for j in range(2):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=13)
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > cm.max() / 2 else "black",
+                fontsize=13,
+            )
     ax.set_xticks([0, 1], ["pred 0", "pred 1"])
     ax.set_yticks([0, 1], ["true 0\n(periphery)", "true 1\n(fovea)"])
     ax.set_title("Confusion (rows = true class)")
@@ -175,7 +182,9 @@ def layer_curve(
     return _png(fig)
 
 
-def selectivity(auc: np.ndarray, stat_names: Sequence[str], n_type1: Sequence[int], n_type0: Sequence[int], *, layer: str) -> bytes:
+def selectivity(
+    auc: np.ndarray, stat_names: Sequence[str], n_type1: Sequence[int], n_type0: Sequence[int], *, layer: str
+) -> bytes:
     """Per-channel AUC distributions and the counts of channels preferring each type after FDR."""
     auc = np.atleast_2d(np.asarray(auc, float))  # (C, S)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [2, 1]})

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;
@@ -69,9 +69,7 @@ def _table(t: Table) -> str:
     head = "".join(f'<th class="{"l" if h in left else ""}">{html.escape(str(h))}</th>' for h in t.header)
     body = []
     for row in t.rows:
-        tds = "".join(
-            f'<td class="{"l" if h in left else ""}">{_cell(v)}</td>' for h, v in zip(t.header, row)
-        )
+        tds = "".join(f'<td class="{"l" if h in left else ""}">{_cell(v)}</td>' for h, v in zip(t.header, row))
         body.append(f"<tr>{tds}</tr>")
     cap = f"<caption class='muted'>{html.escape(t.caption)}</caption>" if t.caption else ""
     return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"

@@ -55,13 +55,19 @@ def _full_observed_note(c: dict, full: dict) -> str:
         return ""
     why = f"the classifier above scored {float(acc):.3f}"
     if c.get("converged") is False:
-        why += f" after stopping at its iteration limit ({c.get('n_iter')} iterations, as the study's max_iter=500 allows)"
+        why += (
+            f" after stopping at its iteration limit ({c.get('n_iter')} iterations, as the study's max_iter=500 allows)"
+        )
     elif not c.get("standardize"):
-        why += (" with the same objective, so scikit-learn's lbfgs stopped short of the optimum: its stopping rule "
-                "ends early on unstandardised activations, whose scales span orders of magnitude "
-                "(--standardize makes the two agree)")
-    return (f" Its observed accuracy, {float(obs):.3f}, is that of the exact optimum on the same split, fitted "
-            f"like every null refit; {why}.")
+        why += (
+            " with the same objective, so scikit-learn's lbfgs stopped short of the optimum: its stopping rule "
+            "ends early on unstandardised activations, whose scales span orders of magnitude "
+            "(--standardize makes the two agree)"
+        )
+    return (
+        f" Its observed accuracy, {float(obs):.3f}, is that of the exact optimum on the same split, fitted "
+        f"like every null refit; {why}."
+    )
 
 
 def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
@@ -70,9 +76,14 @@ def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
     fd = rec.get("figures") or {}
     coef = fd.get("coefficients")
     if coef:
-        figs.append(Figure(F.coefficients_by_stat(dict(zip(coef["stat_names"], coef["coef"]))),
-                           "Logistic-regression coefficients per channel for each statistic's columns "
-                           "(the study's fig. 6: mean versus max columns).", "coefficients"))
+        figs.append(
+            Figure(
+                F.coefficients_by_stat(dict(zip(coef["stat_names"], coef["coef"]))),
+                "Logistic-regression coefficients per channel for each statistic's columns "
+                "(the study's fig. 6: mean versus max columns).",
+                "coefficients",
+            )
+        )
     top = fd.get("top_features")
     if top and top.get("features"):
         y = np.asarray(top["test_labels"], int)
@@ -80,47 +91,84 @@ def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
         for f in top["features"]:
             v = np.asarray(f["test_values"], float)
             feats.append((f"#{f['rank']} ch {f['channel']} {f['stat']} (β={f['coef']:.3g})", v[y == 0], v[y == 1]))
-        figs.append(Figure(F.top_feature_histograms(feats),
-                           "The 9 features with the largest |coefficient|, per-class histograms on the held-out "
-                           "split (the study's fig. 7).", "top_features"))
+        figs.append(
+            Figure(
+                F.top_feature_histograms(feats),
+                "The 9 features with the largest |coefficient|, per-class histograms on the held-out "
+                "split (the study's fig. 7).",
+                "top_features",
+            )
+        )
     half = c.get("half_permutation") or {}
     if half.get("null_accuracies"):
-        figs.append(Figure(F.permutation_null(half["null_accuracies"], half["observed_accuracy"],
-                                              label="Half permutation", alpha=alpha),
-                           f"Half-permutation null: P = {half['n_permutations']} accuracies of the fitted "
-                           f"classifier on permuted held-out labels; p = {half['p']:.4g} (the study's fig. 8).",
-                           "half_permutation"))
+        figs.append(
+            Figure(
+                F.permutation_null(
+                    half["null_accuracies"], half["observed_accuracy"], label="Half permutation", alpha=alpha
+                ),
+                f"Half-permutation null: P = {half['n_permutations']} accuracies of the fitted "
+                f"classifier on permuted held-out labels; p = {half['p']:.4g} (the study's fig. 8).",
+                "half_permutation",
+            )
+        )
     full = c.get("full_permutation") or {}
     if full.get("null_accuracies"):
-        figs.append(Figure(F.permutation_null(full["null_accuracies"], full["observed_accuracy"],
-                                              label="Full permutation", alpha=alpha),
-                           f"Full-permutation null: P = {full['n_permutations']} refits on permuted labels "
-                           f"({full.get('solver', '')}); p = {full['p']:.4g}.{_full_observed_note(c, full)}",
-                           "full_permutation"))
+        figs.append(
+            Figure(
+                F.permutation_null(
+                    full["null_accuracies"], full["observed_accuracy"], label="Full permutation", alpha=alpha
+                ),
+                f"Full-permutation null: P = {full['n_permutations']} refits on permuted labels "
+                f"({full.get('solver', '')}); p = {full['p']:.4g}.{_full_observed_note(c, full)}",
+                "full_permutation",
+            )
+        )
     sc = rec.get("scores")
     if sc and sc.get("score"):
-        norm = next((t for t in rec.get("tests", []) if t["name"] == "dagostino_pearson_normality"
-                     and not t["skipped"]), None)
-        figs.append(Figure(F.score_distribution(sc["score"], sc["y"],
-                                                k2=None if norm is None else norm["statistic"],
-                                                p=None if norm is None else norm["pvalue"]),
-                           "Out-of-sample classifier scores by class with a normal fit, and a normal Q-Q plot "
-                           "with the D'Agostino–Pearson statistic (the study's fig. 9).", "scores"))
+        norm = next(
+            (t for t in rec.get("tests", []) if t["name"] == "dagostino_pearson_normality" and not t["skipped"]), None
+        )
+        figs.append(
+            Figure(
+                F.score_distribution(
+                    sc["score"],
+                    sc["y"],
+                    k2=None if norm is None else norm["statistic"],
+                    p=None if norm is None else norm["pvalue"],
+                ),
+                "Out-of-sample classifier scores by class with a normal fit, and a normal Q-Q plot "
+                "with the D'Agostino–Pearson statistic (the study's fig. 9).",
+                "scores",
+            )
+        )
     if c.get("confusion"):
-        figs.append(Figure(F.confusion_matrix(c["confusion"]),
-                           "Confusion matrix on the held-out split, rows = true class, columns = predicted.",
-                           "confusion"))
+        figs.append(
+            Figure(
+                F.confusion_matrix(c["confusion"]),
+                "Confusion matrix on the held-out split, rows = true class, columns = predicted.",
+                "confusion",
+            )
+        )
     sel = rec.get("selectivity") or {}
     ch = sel.get("channels")
     if ch and ch.get("auc"):
         per = sel["per_stat"]
         names = list(per)
-        figs.append(Figure(F.selectivity(np.asarray(ch["auc"], float), names,
-                                         [per[n]["n_prefer_type1"] for n in names],
-                                         [per[n]["n_prefer_type0"] for n in names], layer=_short(rec["layer"])),
-                           f"Per-channel selectivity: AUC of each channel's statistic (> 0.5: higher for sharp, "
-                           f"type-1 objects) and the channels significant after Benjamini–Hochberg at "
-                           f"q < {sel.get('fdr')}.", "selectivity"))
+        figs.append(
+            Figure(
+                F.selectivity(
+                    np.asarray(ch["auc"], float),
+                    names,
+                    [per[n]["n_prefer_type1"] for n in names],
+                    [per[n]["n_prefer_type0"] for n in names],
+                    layer=_short(rec["layer"]),
+                ),
+                f"Per-channel selectivity: AUC of each channel's statistic (> 0.5: higher for sharp, "
+                f"type-1 objects) and the channels significant after Benjamini–Hochberg at "
+                f"q < {sel.get('fdr')}.",
+                "selectivity",
+            )
+        )
     return figs
 
 
@@ -130,31 +178,70 @@ def _layer_section(doc: dict, alpha: float) -> Section:
     layer_rows = [r for r in rows if r["kind"] == "layer" and r.get("accuracy") is not None]
     ctrl = next((r for r in rows if r["kind"] == "control" and r.get("accuracy") is not None), None)
     if len(layer_rows) >= 2:
-        sec.blocks.append(Figure(
-            F.layer_curve([r["layer"] for r in layer_rows], [r["accuracy"] for r in layer_rows],
-                          [r["accuracy_ci_low"] for r in layer_rows], [r["accuracy_ci_high"] for r in layer_rows],
-                          [_nl10(r["p_asymptotic"]) for r in layer_rows],
-                          control=None if ctrl is None else (ctrl["accuracy"], ctrl["accuracy_ci_low"],
-                                                             ctrl["accuracy_ci_high"], _nl10(ctrl["p_asymptotic"])),
-                          alpha=alpha),
-            "Held-out accuracy (95% Clopper–Pearson interval) and −log10 of the asymptotic p-value per layer, "
-            "in network depth order; the band is the classifier on the input's pixel statistics (the control).",
-            "layers"))
+        sec.blocks.append(
+            Figure(
+                F.layer_curve(
+                    [r["layer"] for r in layer_rows],
+                    [r["accuracy"] for r in layer_rows],
+                    [r["accuracy_ci_low"] for r in layer_rows],
+                    [r["accuracy_ci_high"] for r in layer_rows],
+                    [_nl10(r["p_asymptotic"]) for r in layer_rows],
+                    control=None
+                    if ctrl is None
+                    else (
+                        ctrl["accuracy"],
+                        ctrl["accuracy_ci_low"],
+                        ctrl["accuracy_ci_high"],
+                        _nl10(ctrl["p_asymptotic"]),
+                    ),
+                    alpha=alpha,
+                ),
+                "Held-out accuracy (95% Clopper–Pearson interval) and −log10 of the asymptotic p-value per layer, "
+                "in network depth order; the band is the classifier on the input's pixel statistics (the control).",
+                "layers",
+            )
+        )
     else:
         sec.paragraphs.append("Only one layer was tested; run `fovea-ray test --all-layers` for the depth curve.")
-    sec.blocks.append(Table(
-        ["layer", "n", "d", "accuracy", "95% CI", "T", "p asymptotic", "p half perm.", "p full perm.",
-         "selective ch.", "prefer type 1", "prefer type 0", "p MMD"],
-        [[_short(r["layer"]) + (" (control)" if r["kind"] == "control" else ""), r["n"], r["d"],
-          "–" if r["accuracy"] is None else r["accuracy"],
-          "–" if r["accuracy_ci_low"] is None else f"{r['accuracy_ci_low']:.3f}–{r['accuracy_ci_high']:.3f}",
-          "–" if r["statistic"] is None else r["statistic"], _fmt_p(r["p_asymptotic"]),
-          _fmt_p(r["p_half_permutation"]), _fmt_p(r["p_full_permutation"]),
-          "–" if r["n_selective"] is None else r["n_selective"],
-          "–" if r["n_prefer_type1"] is None else r["n_prefer_type1"],
-          "–" if r["n_prefer_type0"] is None else r["n_prefer_type0"], _fmt_p(r["p_mmd"])]
-         for r in rows],
-        caption="One row per tapped layer, then the pixel-statistics control.", left=["layer"]))
+    sec.blocks.append(
+        Table(
+            [
+                "layer",
+                "n",
+                "d",
+                "accuracy",
+                "95% CI",
+                "T",
+                "p asymptotic",
+                "p half perm.",
+                "p full perm.",
+                "selective ch.",
+                "prefer type 1",
+                "prefer type 0",
+                "p MMD",
+            ],
+            [
+                [
+                    _short(r["layer"]) + (" (control)" if r["kind"] == "control" else ""),
+                    r["n"],
+                    r["d"],
+                    "–" if r["accuracy"] is None else r["accuracy"],
+                    "–" if r["accuracy_ci_low"] is None else f"{r['accuracy_ci_low']:.3f}–{r['accuracy_ci_high']:.3f}",
+                    "–" if r["statistic"] is None else r["statistic"],
+                    _fmt_p(r["p_asymptotic"]),
+                    _fmt_p(r["p_half_permutation"]),
+                    _fmt_p(r["p_full_permutation"]),
+                    "–" if r["n_selective"] is None else r["n_selective"],
+                    "–" if r["n_prefer_type1"] is None else r["n_prefer_type1"],
+                    "–" if r["n_prefer_type0"] is None else r["n_prefer_type0"],
+                    _fmt_p(r["p_mmd"]),
+                ]
+                for r in rows
+            ],
+            caption="One row per tapped layer, then the pixel-statistics control.",
+            left=["layer"],
+        )
+    )
     return sec
 
 
@@ -166,24 +253,36 @@ def _summary_section(doc: dict, alpha: float) -> Section:
         f"{s.get('n_used', '?')} samples used ({per.get('1', '?')} type 1: object at the fixation, sharp; "
         f"{per.get('0', '?')} type 0: object in the periphery, blurred). "
         f"{s.get('n_error', 0)} failed extraction and {s.get('n_not_done', 0)} were not done. "
-        f"Decisions at α = {alpha}.")
+        f"Decisions at α = {alpha}."
+    )
     main = doc.get("main_layer")
     tests = [t for t in doc.get("tests", []) if t["layer"] == main]
-    sec.blocks.append(Table(
-        ["test", "statistic", "p-value", "decision"],
-        [[TEST_TITLES.get(t["name"], t["name"]),
-          "–" if t["statistic"] is None or t["skipped"] else t["statistic"],
-          "–" if t["pvalue"] is None or t["skipped"] else t["pvalue"],
-          _decision(t)]
-         for t in tests],
-        caption=f"Tests on the main layer, {main}. For the D'Agostino–Pearson row, H0 is normality of the scores.",
-        left=["test", "decision"]))
+    sec.blocks.append(
+        Table(
+            ["test", "statistic", "p-value", "decision"],
+            [
+                [
+                    TEST_TITLES.get(t["name"], t["name"]),
+                    "–" if t["statistic"] is None or t["skipped"] else t["statistic"],
+                    "–" if t["pvalue"] is None or t["skipped"] else t["pvalue"],
+                    _decision(t),
+                ]
+                for t in tests
+            ],
+            caption=f"Tests on the main layer, {main}. For the D'Agostino–Pearson row, H0 is normality of the scores.",
+            left=["test", "decision"],
+        )
+    )
     cats = s.get("per_category", [])
     if cats:
-        sec.blocks.append(Table(["category", "type 1", "type 0"],
-                                [[c["category_id"], c["n_type1"], c["n_type0"]] for c in cats],
-                                caption="Samples used per category and type (the design balances them).",
-                                left=[]))
+        sec.blocks.append(
+            Table(
+                ["category", "type 1", "type 0"],
+                [[c["category_id"], c["n_type1"], c["n_type0"]] for c in cats],
+                caption="Samples used per category and type (the design balances them).",
+                left=[],
+            )
+        )
     return sec
 
 
@@ -225,8 +324,9 @@ def _is_random_weights(doc: dict) -> bool:
     return str(cfg.get("weights", "")).lower() in ("random", "none")
 
 
-def render_report(results: str | Path | dict, out: str | Path | None = None, *, notice: str = "",
-                  pairs_png: str | Path | None = None) -> Path:
+def render_report(
+    results: str | Path | dict, out: str | Path | None = None, *, notice: str = "", pairs_png: str | Path | None = None
+) -> Path:
     """Write ``OUT/figures/*.png`` and ``OUT/report.html`` from a results document; return the HTML path.
 
     Args:
@@ -265,7 +365,8 @@ def render_report(results: str | Path | dict, out: str | Path | None = None, *, 
             f"{c.get('n_test')}: accuracy {c['accuracy']:.4f} (95% CI {c['accuracy_ci'][0]:.3f}–"
             f"{c['accuracy_ci'][1]:.3f}), Ê0 = {c['e0']:.4f}, Ê1 = {c['e1']:.4f}, Kim's T = "
             f"{'∞' if c.get('statistic') is None else format(c['statistic'], '.3f')}, "
-            f"p = {c['p_asymptotic']:.3g}.")
+            f"p = {c['p_asymptotic']:.3g}."
+        )
     else:
         main_sec.warnings.append("The classifier tests were skipped on this layer (see the warnings).")
     main_sec.blocks.extend(_main_figures(doc, rec, alpha))
@@ -274,18 +375,29 @@ def render_report(results: str | Path | dict, out: str | Path | None = None, *, 
 
     pairs = Path(pairs_png) if pairs_png else figdir / "input_pairs.png"
     if pairs.exists():
-        sections.append(Section("What the network saw", blocks=[Figure(
-            pairs.read_bytes(), "Example type-1 (object at the fixation) and type-0 (object in the periphery) "
-            "inputs, foveated, cropped and pasted on the canvas exactly as the model received them.",
-            "input_pairs")]))
+        sections.append(
+            Section(
+                "What the network saw",
+                blocks=[
+                    Figure(
+                        pairs.read_bytes(),
+                        "Example type-1 (object at the fixation) and type-0 (object in the periphery) "
+                        "inputs, foveated, cropped and pasted on the canvas exactly as the model received them.",
+                        "input_pairs",
+                    )
+                ],
+            )
+        )
 
     for sec in sections:
         for b in sec.blocks:
             if isinstance(b, Figure) and b.name and b.name != "input_pairs":
                 (figdir / f"{b.name}.png").write_bytes(b.png)
     store = doc.get("store", {})
-    sub = (f"results: schema {doc.get('schema')} v{doc.get('schema_version')}, created {doc.get('created')}; "
-           f"store {store.get('path')}; weights sha256 {str(store.get('weights_checksum'))[:16]}…; "
-           f"fovea-ray {doc.get('versions', {}).get('fovea_ray')}")
+    sub = (
+        f"results: schema {doc.get('schema')} v{doc.get('schema_version')}, created {doc.get('created')}; "
+        f"store {store.get('path')}; weights sha256 {str(store.get('weights_checksum'))[:16]}…; "
+        f"fovea-ray {doc.get('versions', {}).get('fovea_ray')}"
+    )
     page = render_html("fovea-ray: resolution specialisation report", sections, banner=banner, subtitle=sub)
     return write_html(out / "report.html", page)

@@ -18,8 +18,9 @@ def check_xy(X, y, *, min_per_class: int = 2) -> tuple[np.ndarray, np.ndarray]:
     bad = ~np.isfinite(Xa)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
-        raise ValueError(f"X holds NaN or infinite values in {rows.size} rows (first: row {rows[0]}); "
-                         "drop failed samples first")
+        raise ValueError(
+            f"X holds NaN or infinite values in {rows.size} rows (first: row {rows[0]}); drop failed samples first"
+        )
     ya = np.asarray(y)
     if ya.ndim != 1:
         raise ValueError(f"y must be 1-D, got shape {ya.shape}")

@@ -139,12 +139,24 @@ def _is_default_logistic(clf) -> bool:
     return clf is None
 
 
-def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0.01,
-                               n_permutations: int = 100, permutation: str = "half",
-                               classifier=None, seed: int = 0, standardize: bool = False,
-                               use_ray: bool = True, address: str | None = None,
-                               max_workers: int | None = None, device: str = "cpu",
-                               solver_dtype: str = "mixed", progress: bool = False) -> C2STResult:
+def classifier_two_sample_test(
+    X,
+    y,
+    *,
+    test_size: float = 0.5,
+    alpha: float = 0.01,
+    n_permutations: int = 100,
+    permutation: str = "half",
+    classifier=None,
+    seed: int = 0,
+    standardize: bool = False,
+    use_ray: bool = True,
+    address: str | None = None,
+    max_workers: int | None = None,
+    device: str = "cpu",
+    solver_dtype: str = "mixed",
+    progress: bool = False,
+) -> C2STResult:
     """Classifier two-sample test of H0: P0 = P1 (Kim et al.; the study's test, fixed).
 
     1. Stratified split: ``round(test_size * n_c)`` samples of each class ``c`` held out
@@ -213,8 +225,10 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
         if "converge" in str(w.message).lower() or type(w.message).__name__ == "ConvergenceWarning":
             converged = False
     if converged is False:
-        notes.append(f"{type(est).__name__} stopped before converging ({n_iter} iterations, as the study's "
-                     "max_iter=500 allows); the full permutation test fits every model to its optimum")
+        notes.append(
+            f"{type(est).__name__} stopped before converging ({n_iter} iterations, as the study's "
+            "max_iter=500 allows); the full permutation test fits every model to its optimum"
+        )
 
     scores = _scores(est, Xa[test])
     y_test = ya[test]
@@ -230,7 +244,9 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
     if min(n0, n1) < 100:
         notes.append(f"n = {n1} type 1 and {n0} type 0: low power")
     if permutation != "none" and P < (1 - alpha) / alpha:
-        notes.append(f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})")
+        notes.append(
+            f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})"
+        )
 
     null = np.zeros(0)
     p_perm = math.nan
@@ -245,10 +261,19 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
         reject_perm, k, thr = kim_order_statistic_rule(accuracy, null, alpha)
     elif permutation == "full":
         res = full_permutation_null(
-            Xa, ya, train, n_permutations=P, seed=seed, test_size=test_size,
+            Xa,
+            ya,
+            train,
+            n_permutations=P,
+            seed=seed,
+            test_size=test_size,
             classifier=None if _is_default_logistic(classifier) else classifier,
-            use_ray=use_ray, address=address, max_workers=max_workers, device=device,
-            dtype=solver_dtype, progress=progress,
+            use_ray=use_ray,
+            address=address,
+            max_workers=max_workers,
+            device=device,
+            dtype=solver_dtype,
+            progress=progress,
         )
         P = res.n_permutations
         null = res.null_accuracies
@@ -256,23 +281,51 @@ def classifier_two_sample_test(X, y, *, test_size: float = 0.5, alpha: float = 0
         p_perm = permutation_pvalue(perm_obs, null)
         reject_perm = bool(p_perm <= alpha)
         notes.extend(res.notes)
-        full_info = {"backend": res.backend, "solver": res.solver, "converged_fraction": res.converged_fraction,
-                     "n_groups": res.n_groups, "group_size": res.group_size, "wall_s": res.wall_s,
-                     "n_permutations_requested": int(n_permutations),
-                     "solver_dtype": solver_dtype if _is_default_logistic(classifier) else None}
+        full_info = {
+            "backend": res.backend,
+            "solver": res.solver,
+            "converged_fraction": res.converged_fraction,
+            "n_groups": res.n_groups,
+            "group_size": res.group_size,
+            "wall_s": res.wall_s,
+            "n_permutations_requested": int(n_permutations),
+            "solver_dtype": solver_dtype if _is_default_logistic(classifier) else None,
+        }
 
     coef = getattr(est, "coef_", None)
     intercept = getattr(est, "intercept_", None)
     return C2STResult(
-        accuracy=accuracy, confusion=cm, e0=float(e0), e1=float(e1), te0=te0, te1=te1,
-        statistic=float(T), p_asymptotic=float(p_asym), p_permutation=float(p_perm),
-        null_accuracies=np.asarray(null, dtype=np.float64), reject_asymptotic=bool(p_asym <= alpha),
-        reject_permutation=reject_perm, alpha=alpha, permutation=permutation, n_permutations=P if permutation != "none" else 0,
-        seed=seed, test_size=test_size, permutation_observed_accuracy=perm_obs,
-        order_statistic_k=k, order_statistic_threshold=thr,
-        train_index=train, test_index=test, y_test=y_test, scores_test=scores,
+        accuracy=accuracy,
+        confusion=cm,
+        e0=float(e0),
+        e1=float(e1),
+        te0=te0,
+        te1=te1,
+        statistic=float(T),
+        p_asymptotic=float(p_asym),
+        p_permutation=float(p_perm),
+        null_accuracies=np.asarray(null, dtype=np.float64),
+        reject_asymptotic=bool(p_asym <= alpha),
+        reject_permutation=reject_perm,
+        alpha=alpha,
+        permutation=permutation,
+        n_permutations=P if permutation != "none" else 0,
+        seed=seed,
+        test_size=test_size,
+        permutation_observed_accuracy=perm_obs,
+        order_statistic_k=k,
+        order_statistic_threshold=thr,
+        train_index=train,
+        test_index=test,
+        y_test=y_test,
+        scores_test=scores,
         coef=None if coef is None else np.asarray(coef, dtype=np.float64).reshape(-1),
         intercept=None if intercept is None else float(np.asarray(intercept).reshape(-1)[0]),
-        classifier_name=type(est).__name__, converged=converged, n_iter=n_iter, standardize=bool(standardize),
-        warnings=tuple(notes), full_permutation_info=full_info, estimator=est,
+        classifier_name=type(est).__name__,
+        converged=converged,
+        n_iter=n_iter,
+        standardize=bool(standardize),
+        warnings=tuple(notes),
+        full_permutation_info=full_info,
+        estimator=est,
     )

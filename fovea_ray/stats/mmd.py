@@ -54,14 +54,16 @@ def gaussian_kernel(X: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.exp(-d2 / (2.0 * sigma * sigma))
 
 
-def _mmd2_batch(K: torch.Tensor, U: torch.Tensor, k1: torch.Tensor, total: torch.Tensor, unbiased: bool) -> torch.Tensor:
+def _mmd2_batch(
+    K: torch.Tensor, U: torch.Tensor, k1: torch.Tensor, total: torch.Tensor, unbiased: bool
+) -> torch.Tensor:
     """MMD^2 for each column of the 0/1 indicator matrix ``U`` (n, b) of type-1 samples."""
     n = K.shape[0]
     n1 = U.sum(0)
     n0 = n - n1
     KU = K @ U
-    s11 = (U * KU).sum(0)                    # sum over i, j in group 1
-    s1a = (U * k1[:, None]).sum(0)           # sum over i in 1, all j
+    s11 = (U * KU).sum(0)  # sum over i, j in group 1
+    s1a = (U * k1[:, None]).sum(0)  # sum over i in 1, all j
     s10 = s1a - s11
     s00 = total - 2.0 * s1a + s11
     if unbiased:
@@ -71,9 +73,20 @@ def _mmd2_batch(K: torch.Tensor, U: torch.Tensor, k1: torch.Tensor, total: torch
     return s11 / n1**2 + s00 / n0**2 - 2.0 * s10 / (n1 * n0)
 
 
-def mmd_test(X, y, *, n_permutations: int = 500, seed: int = 0, bandwidth: float | None = None,
-             unbiased: bool = True, standardize: bool = True, alpha: float = 0.01, device: str = "cpu",
-             dtype: torch.dtype = torch.float64, batch_size: int = 100) -> TestOutcome:
+def mmd_test(
+    X,
+    y,
+    *,
+    n_permutations: int = 500,
+    seed: int = 0,
+    bandwidth: float | None = None,
+    unbiased: bool = True,
+    standardize: bool = True,
+    alpha: float = 0.01,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    batch_size: int = 100,
+) -> TestOutcome:
     """MMD two-sample test with a Gaussian kernel and a permutation p-value.
 
     Args:
@@ -118,8 +131,19 @@ def mmd_test(X, y, *, n_permutations: int = 500, seed: int = 0, bandwidth: float
         U = torch.as_tensor(perms.T == 1, dtype=dtype, device=device)
         null[a:b] = _mmd2_batch(K, U, k1, total, unbiased).cpu().numpy()
     p = permutation_pvalue(observed, null) if P > 0 else float("nan")
-    return TestOutcome("mmd", observed, p, alpha, alternative="greater",
-                       details={"bandwidth": sigma, "n_permutations": P, "unbiased": bool(unbiased),
-                                "null_mean": float(null.mean()) if P else float("nan"),
-                                "null_sd": float(null.std(ddof=1)) if P > 1 else float("nan"),
-                                "kernel": "gaussian", "standardized": bool(standardize)})
+    return TestOutcome(
+        "mmd",
+        observed,
+        p,
+        alpha,
+        alternative="greater",
+        details={
+            "bandwidth": sigma,
+            "n_permutations": P,
+            "unbiased": bool(unbiased),
+            "null_mean": float(null.mean()) if P else float("nan"),
+            "null_sd": float(null.std(ddof=1)) if P > 1 else float("nan"),
+            "kernel": "gaussian",
+            "standardized": bool(standardize),
+        },
+    )

@@ -34,10 +34,18 @@ class TestOutcome:
         return bool(self.pvalue <= self.alpha)
 
     @classmethod
-    def skip(cls, name: str, reason: str, alpha: float) -> "TestOutcome":
+    def skip(cls, name: str, reason: str, alpha: float) -> TestOutcome:
         return cls(name=name, statistic=math.nan, pvalue=math.nan, alpha=alpha, skipped=True, reason=reason)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "statistic": self.statistic, "pvalue": self.pvalue, "alpha": self.alpha,
-                "reject": self.reject, "alternative": self.alternative, "skipped": self.skipped,
-                "reason": self.reason, "details": dict(self.details)}
+        return {
+            "name": self.name,
+            "statistic": self.statistic,
+            "pvalue": self.pvalue,
+            "alpha": self.alpha,
+            "reject": self.reject,
+            "alternative": self.alternative,
+            "skipped": self.skipped,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }

@@ -54,8 +54,14 @@ import numpy as np
 from fovea_ray.stats import _seeding
 from fovea_ray.stats._progress import Progress
 
-__all__ = ["FullPermutationNull", "full_permutation_many", "full_permutation_null", "group_labels",
-           "group_layout", "half_permutation_null"]
+__all__ = [
+    "FullPermutationNull",
+    "full_permutation_many",
+    "full_permutation_null",
+    "group_labels",
+    "group_layout",
+    "half_permutation_null",
+]
 
 #: Default labellings per group (one Ray task, one batched solve).
 GROUP_SIZE = 128
@@ -87,8 +93,9 @@ def group_layout(n_permutations: int, group_size: int = GROUP_SIZE) -> tuple[int
     return K, m, K * m - 1
 
 
-def group_labels(y: np.ndarray, train_index: np.ndarray, test_size: float, seed: int, group: int,
-                 m: int) -> tuple[np.ndarray, np.ndarray]:
+def group_labels(
+    y: np.ndarray, train_index: np.ndarray, test_size: float, seed: int, group: int, m: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``m`` labellings of ``group`` and its training rows: ``(Y (n, m), train_rows)``.
 
     Group 0 uses the observed ``train_index`` and the true labels in column 0.
@@ -168,8 +175,9 @@ def _batched_group(design, y, train_index, test_size, seed, group, m, device, pr
 
     _set_threads_from_ray()
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
-    fit = fit_logistic_batched(design, Y, train_rows=train, device=device, precision=precision,
-                               stable_signs=precision != "float32")
+    fit = fit_logistic_batched(
+        design, Y, train_rows=train, device=device, precision=precision, stable_signs=precision != "float32"
+    )
     return _accuracies(fit.decision[0], Y, train), fit.converged[0]
 
 
@@ -187,10 +195,24 @@ def _sklearn_group(X, y, train_index, test_size, seed, group, m, classifier):
     return acc, np.ones(m, dtype=bool)
 
 
-def full_permutation_null(X, y, train_index, *, n_permutations: int, seed: int, test_size: float,
-                          classifier=None, C: float = 1.0, use_ray: bool = True, address: str | None = None,
-                          max_workers: int | None = None, group_size: int = GROUP_SIZE,
-                          device: str = "cpu", dtype: str = "mixed", progress: bool = False) -> FullPermutationNull:
+def full_permutation_null(
+    X,
+    y,
+    train_index,
+    *,
+    n_permutations: int,
+    seed: int,
+    test_size: float,
+    classifier=None,
+    C: float = 1.0,
+    use_ray: bool = True,
+    address: str | None = None,
+    max_workers: int | None = None,
+    group_size: int = GROUP_SIZE,
+    device: str = "cpu",
+    dtype: str = "mixed",
+    progress: bool = False,
+) -> FullPermutationNull:
     """Null accuracies of the full permutation test (see the module docstring).
 
     Args:
@@ -264,21 +286,39 @@ def full_permutation_null(X, y, train_index, *, n_permutations: int, seed: int, 
     conv = np.concatenate([results[k][1] for k in range(K)])
     notes = []
     if P_used != int(n_permutations):
-        notes.append(f"full permutation: P rounded up from {n_permutations} to {P_used} "
-                     f"({K} groups of {m} sharing a split; equal groups keep the p-value exact)")
+        notes.append(
+            f"full permutation: P rounded up from {n_permutations} to {P_used} "
+            f"({K} groups of {m} sharing a split; equal groups keep the p-value exact)"
+        )
     if batched and not conv.all():
         notes.append(f"{int((~conv).sum())} of {conv.size} full-permutation fits stopped before the solver tolerance")
     return FullPermutationNull(
-        observed_accuracy=float(acc[0]), null_accuracies=acc[1:], n_permutations=P_used, n_groups=K,
-        group_size=m, backend=backend, solver="batched-lbfgs" if batched else type(classifier).__name__,
+        observed_accuracy=float(acc[0]),
+        null_accuracies=acc[1:],
+        n_permutations=P_used,
+        n_groups=K,
+        group_size=m,
+        backend=backend,
+        solver="batched-lbfgs" if batched else type(classifier).__name__,
         converged_fraction=float(conv.mean()) if batched else float("nan"),
-        wall_s=time.perf_counter() - t0, notes=tuple(notes),
+        wall_s=time.perf_counter() - t0,
+        notes=tuple(notes),
     )
 
 
-def full_permutation_many(Xs, ys, train_masks, *, n_permutations: int, seeds, test_size: float,
-                          C: float = 1.0, dtype: str = "mixed", group_size: int = GROUP_SIZE,
-                          device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def full_permutation_many(
+    Xs,
+    ys,
+    train_masks,
+    *,
+    n_permutations: int,
+    seeds,
+    test_size: float,
+    C: float = 1.0,
+    dtype: str = "mixed",
+    group_size: int = GROUP_SIZE,
+    device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray]:
     """Full permutation tests of ``G`` independent data sets of one shape, fitted together.
 
     For simulation studies (size and power): data set ``g`` gets exactly the labellings
@@ -307,8 +347,9 @@ def full_permutation_many(Xs, ys, train_masks, *, n_permutations: int, seeds, te
         labs = [group_labels(ys[g], np.flatnonzero(masks[g]), test_size, int(seeds[g]), k, m) for g in range(G)]
         Y = np.stack([lab[0] for lab in labs])
         rows = np.stack([lab[1] for lab in labs])
-        fit = fit_logistic_batched(design, Y, train_rows=rows, device=device, precision=dtype,
-                                   stable_signs=dtype != "float32")
+        fit = fit_logistic_batched(
+            design, Y, train_rows=rows, device=device, precision=dtype, stable_signs=dtype != "float32"
+        )
         out.append(np.stack([_accuracies(fit.decision[g], Y[g], rows[g]) for g in range(G)]))
     acc = np.concatenate(out, axis=1)
     return acc[:, 0], acc[:, 1:]

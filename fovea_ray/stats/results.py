@@ -75,19 +75,52 @@ import numpy as np
 
 from fovea_ray.errors import InputError
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "build_results", "read_results", "table_row", "validate_results",
-           "versions", "write_results"]
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "build_results",
+    "read_results",
+    "table_row",
+    "validate_results",
+    "versions",
+    "write_results",
+]
 
 SCHEMA = "fovea-ray.results"
 SCHEMA_VERSION = 1
 
-_TOP_KEYS = {"schema": str, "schema_version": int, "created": str, "store": dict, "config": dict,
-             "versions": dict, "samples": dict, "main_layer": (str, type(None)), "layers": dict,
-             "table": list, "tests": list, "warnings": list}
+_TOP_KEYS = {
+    "schema": str,
+    "schema_version": int,
+    "created": str,
+    "store": dict,
+    "config": dict,
+    "versions": dict,
+    "samples": dict,
+    "main_layer": (str, type(None)),
+    "layers": dict,
+    "table": list,
+    "tests": list,
+    "warnings": list,
+}
 _LAYER_KEYS = {"layer": str, "kind": str, "n": int, "d": int, "tests": list, "warnings": list}
-_ROW_KEYS = ("layer", "kind", "n", "d", "accuracy", "accuracy_ci_low", "accuracy_ci_high", "statistic",
-             "p_asymptotic", "p_half_permutation", "p_full_permutation", "n_selective", "n_prefer_type1",
-             "n_prefer_type0", "p_mmd")
+_ROW_KEYS = (
+    "layer",
+    "kind",
+    "n",
+    "d",
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "statistic",
+    "p_asymptotic",
+    "p_half_permutation",
+    "p_full_permutation",
+    "n_selective",
+    "n_prefer_type1",
+    "n_prefer_type0",
+    "p_mmd",
+)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -115,8 +148,13 @@ def versions() -> dict[str, str]:
 
     from fovea_ray import __version__
 
-    out = {"fovea_ray": __version__, "python": platform.python_version(), "numpy": np.__version__,
-           "scipy": scipy.__version__, "sklearn": sklearn.__version__}
+    out = {
+        "fovea_ray": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "sklearn": sklearn.__version__,
+    }
     for mod in ("torch", "ray"):
         try:
             out[mod] = __import__(mod).__version__
@@ -134,17 +172,33 @@ def table_row(rec: dict[str, Any]) -> dict[str, Any]:
     mmd = next((t for t in rec.get("tests", []) if t["name"] == "mmd" and not t["skipped"]), None)
     ci = c.get("accuracy_ci") or [None, None]
     return {
-        "layer": rec["layer"], "kind": rec["kind"], "n": rec["n"], "d": rec["d"],
-        "accuracy": c.get("accuracy"), "accuracy_ci_low": ci[0], "accuracy_ci_high": ci[1],
-        "statistic": c.get("statistic"), "p_asymptotic": c.get("p_asymptotic"),
-        "p_half_permutation": half.get("p"), "p_full_permutation": full.get("p"),
-        "n_selective": sel.get("n_selective"), "n_prefer_type1": sel.get("n_prefer_type1"),
-        "n_prefer_type0": sel.get("n_prefer_type0"), "p_mmd": None if mmd is None else mmd["pvalue"],
+        "layer": rec["layer"],
+        "kind": rec["kind"],
+        "n": rec["n"],
+        "d": rec["d"],
+        "accuracy": c.get("accuracy"),
+        "accuracy_ci_low": ci[0],
+        "accuracy_ci_high": ci[1],
+        "statistic": c.get("statistic"),
+        "p_asymptotic": c.get("p_asymptotic"),
+        "p_half_permutation": half.get("p"),
+        "p_full_permutation": full.get("p"),
+        "n_selective": sel.get("n_selective"),
+        "n_prefer_type1": sel.get("n_prefer_type1"),
+        "n_prefer_type0": sel.get("n_prefer_type0"),
+        "p_mmd": None if mmd is None else mmd["pvalue"],
     }
 
 
-def build_results(*, layers: dict[str, dict], main_layer: str | None, config: dict, samples: dict,
-                  store: dict, warnings: list[str] | None = None) -> dict[str, Any]:
+def build_results(
+    *,
+    layers: dict[str, dict],
+    main_layer: str | None,
+    config: dict,
+    samples: dict,
+    store: dict,
+    warnings: list[str] | None = None,
+) -> dict[str, Any]:
     """Assemble (and validate) the results document from the sweep's layer records."""
     tests, warns = [], list(warnings or [])
     for name, rec in layers.items():
@@ -152,12 +206,18 @@ def build_results(*, layers: dict[str, dict], main_layer: str | None, config: di
             tests.append({"layer": name, **t})
         warns += [f"{name}: {w}" for w in rec.get("warnings", [])]
     doc = {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "store": store, "config": config, "versions": versions(), "samples": samples,
-        "main_layer": main_layer, "layers": layers,
+        "store": store,
+        "config": config,
+        "versions": versions(),
+        "samples": samples,
+        "main_layer": main_layer,
+        "layers": layers,
         "table": [table_row(rec) for rec in layers.values()],
-        "tests": tests, "warnings": warns,
+        "tests": tests,
+        "warnings": warns,
     }
     doc = to_jsonable(doc)
     validate_results(doc)
@@ -169,11 +229,14 @@ def validate_results(doc: Any, *, source: str = "results") -> None:
     if not isinstance(doc, dict):
         raise InputError(f"{source}: not a fovea-ray results document (top level is {type(doc).__name__})")
     if doc.get("schema") != SCHEMA:
-        raise InputError(f"{source}: not a fovea-ray results document (schema {doc.get('schema')!r}, "
-                         f"expected {SCHEMA!r})")
+        raise InputError(
+            f"{source}: not a fovea-ray results document (schema {doc.get('schema')!r}, expected {SCHEMA!r})"
+        )
     if isinstance(doc.get("schema_version"), int) and doc["schema_version"] > SCHEMA_VERSION:
-        raise InputError(f"{source}: results schema version {doc['schema_version']} is newer than this "
-                         f"fovea-ray reads ({SCHEMA_VERSION}); upgrade fovea-ray")
+        raise InputError(
+            f"{source}: results schema version {doc['schema_version']} is newer than this "
+            f"fovea-ray reads ({SCHEMA_VERSION}); upgrade fovea-ray"
+        )
     for key, typ in _TOP_KEYS.items():
         if key not in doc:
             raise InputError(f"{source}: missing key {key!r}")

@@ -64,19 +64,30 @@ def friedman_score_tests(scores, y, *, alpha: float = 0.01, min_per_class: int =
     _, _, s1, s0 = _split_scores(scores, y)
     if min(s1.size, s0.size) < min_per_class:
         reason = f"only {s1.size} and {s0.size} held-out scores of type 1 and 0"
-        return {"mann_whitney": TestOutcome.skip("friedman_mann_whitney", reason, alpha),
-                "kolmogorov_smirnov": TestOutcome.skip("friedman_kolmogorov_smirnov", reason, alpha)}
+        return {
+            "mann_whitney": TestOutcome.skip("friedman_mann_whitney", reason, alpha),
+            "kolmogorov_smirnov": TestOutcome.skip("friedman_kolmogorov_smirnov", reason, alpha),
+        }
     mw = stats.mannwhitneyu(s1, s0, alternative="greater")
     # scipy's ks_2samp(x, y, "less"): the alternative is F_x < F_y, i.e. x stochastically larger.
     ks = stats.ks_2samp(s1, s0, alternative="less")
     return {
-        "mann_whitney": TestOutcome("friedman_mann_whitney", float(mw.statistic), float(mw.pvalue), alpha,
-                                    alternative="greater",
-                                    details={"auc": float(mw.statistic) / (s1.size * s0.size),
-                                             "n1": int(s1.size), "n0": int(s0.size)}),
-        "kolmogorov_smirnov": TestOutcome("friedman_kolmogorov_smirnov", float(ks.statistic), float(ks.pvalue),
-                                          alpha, alternative="greater",
-                                          details={"n1": int(s1.size), "n0": int(s0.size)}),
+        "mann_whitney": TestOutcome(
+            "friedman_mann_whitney",
+            float(mw.statistic),
+            float(mw.pvalue),
+            alpha,
+            alternative="greater",
+            details={"auc": float(mw.statistic) / (s1.size * s0.size), "n1": int(s1.size), "n0": int(s0.size)},
+        ),
+        "kolmogorov_smirnov": TestOutcome(
+            "friedman_kolmogorov_smirnov",
+            float(ks.statistic),
+            float(ks.pvalue),
+            alpha,
+            alternative="greater",
+            details={"n1": int(s1.size), "n0": int(s0.size)},
+        ),
     }
 
 
@@ -93,14 +104,26 @@ def score_normality(scores, *, alpha: float = 0.01) -> TestOutcome:
     res = stats.normaltest(s)
     sk = stats.skewtest(s).statistic
     ku = stats.kurtosistest(s).statistic
-    return TestOutcome("dagostino_pearson_normality", float(res.statistic), float(res.pvalue), alpha,
-                       alternative="two-sided",
-                       details={"s": float(sk), "k": float(ku), "mean": float(s.mean()),
-                                "sd": float(s.std(ddof=1)), "n": int(s.size)})
+    return TestOutcome(
+        "dagostino_pearson_normality",
+        float(res.statistic),
+        float(res.pvalue),
+        alpha,
+        alternative="two-sided",
+        details={"s": float(sk), "k": float(ku), "mean": float(s.mean()), "sd": float(s.std(ddof=1)), "n": int(s.size)},
+    )
 
 
-def odds_ratio_test(log_odds, y, *, n_train: tuple[int, int], n_permutations: int = 1000, seed: int = 0,
-                    alpha: float = 0.01, min_per_class: int = 2) -> TestOutcome:
+def odds_ratio_test(
+    log_odds,
+    y,
+    *,
+    n_train: tuple[int, int],
+    n_permutations: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.01,
+    min_per_class: int = 2,
+) -> TestOutcome:
     """Cai, Goggin & Jiang's classification-probability test (see the module docstring).
 
     Args:
@@ -116,8 +139,9 @@ def odds_ratio_test(log_odds, y, *, n_train: tuple[int, int], n_permutations: in
     """
     s, yy, s1, s0 = _split_scores(log_odds, y)
     if min(s1.size, s0.size) < min_per_class:
-        return TestOutcome.skip("cai_odds_ratio", f"only {s1.size} and {s0.size} held-out samples of type 1 and 0",
-                                alpha)
+        return TestOutcome.skip(
+            "cai_odds_ratio", f"only {s1.size} and {s0.size} held-out samples of type 1 and 0", alpha
+        )
     n0, n1 = int(n_train[0]), int(n_train[1])
     if n0 < 1 or n1 < 1:
         raise ValueError(f"n_train must hold two positive counts, got {n_train}")
@@ -137,7 +161,19 @@ def odds_ratio_test(log_odds, y, *, n_train: tuple[int, int], n_permutations: in
     se = math.sqrt(l1.var(ddof=1) / l1.size + l0.var(ddof=1) / l0.size) if min(l1.size, l0.size) > 1 else math.nan
     z = lam / se if se and se > 0 else math.nan
     p_z = float(stats.norm.sf(z)) if math.isfinite(z) else math.nan
-    return TestOutcome("cai_odds_ratio", lam, float(p) if P > 0 else p_z, alpha, alternative="greater",
-                       details={"n_permutations": P, "pvalue_method": "permutation" if P > 0 else "welch-z",
-                                "welch_z": z, "welch_pvalue": p_z, "mean_llr_type1": float(l1.mean()),
-                                "mean_llr_type0": float(l0.mean()), "prior_log_odds": math.log(n1 / n0)})
+    return TestOutcome(
+        "cai_odds_ratio",
+        lam,
+        float(p) if P > 0 else p_z,
+        alpha,
+        alternative="greater",
+        details={
+            "n_permutations": P,
+            "pvalue_method": "permutation" if P > 0 else "welch-z",
+            "welch_z": z,
+            "welch_pvalue": p_z,
+            "mean_llr_type1": float(l1.mean()),
+            "mean_llr_type0": float(l0.mean()),
+            "prior_log_odds": math.log(n1 / n0),
+        },
+    )

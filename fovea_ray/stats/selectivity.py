@@ -116,15 +116,19 @@ def channel_selectivity(values, y, *, stat_names=None, fdr: float = 0.05) -> Cha
     p = np.asarray(res.pvalue, dtype=np.float64).reshape(C, S)
     # A constant channel has no information (scipy returns p = 1 with a warning-free tie
     # correction of zero variance -> NaN); keep it out of the FDR family.
-    const = (np.ptp(v, axis=0) == 0)
+    const = np.ptp(v, axis=0) == 0
     p = np.where(const, np.nan, p)
     auc = u / (n1 * n0)
     q = benjamini_hochberg(p, axis=0)
     counts = {}
     for j, name in enumerate(names):
         sel = np.nan_to_num(q[:, j], nan=1.0) <= fdr
-        counts[name] = {"n_channels": int(C), "n_selective": int(sel.sum()),
-                        "n_prefer_type1": int((sel & (auc[:, j] > 0.5)).sum()),
-                        "n_prefer_type0": int((sel & (auc[:, j] < 0.5)).sum())}
-    return ChannelSelectivity(stat_names=names, u=u, auc=auc, p=p, q=q, fdr=float(fdr), counts=counts,
-                              n1=int(n1), n0=int(n0))
+        counts[name] = {
+            "n_channels": int(C),
+            "n_selective": int(sel.sum()),
+            "n_prefer_type1": int((sel & (auc[:, j] > 0.5)).sum()),
+            "n_prefer_type0": int((sel & (auc[:, j] < 0.5)).sum()),
+        }
+    return ChannelSelectivity(
+        stat_names=names, u=u, auc=auc, p=p, q=q, fdr=float(fdr), counts=counts, n1=int(n1), n0=int(n0)
+    )

@@ -15,8 +15,9 @@ import numpy as np
 __all__ = ["activation_like"]
 
 
-def activation_like(n: int, channels: int, seed: int = 0, *, shift: float = 0.0, shifted_channels: int = 0,
-                    scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+def activation_like(
+    n: int, channels: int, seed: int = 0, *, shift: float = 0.0, shifted_channels: int = 0, scale: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
     """``(X (n, 2 * channels), y (n,))`` with ``n // 2`` samples of each type.
 
     Args:

@@ -199,12 +199,24 @@ def _as_labels(Y, G: int, n: int, name: str) -> torch.Tensor:
 PRECISIONS = ("mixed", "float32", "float64")
 
 
-def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, train_rows=None,
-                         device: str | torch.device | None = None,
-                         precision: str = "mixed", tol: float = 1e-9, low_tol: float = 3e-6,
-                         max_iter: int = 3000, history: int = 10, line_search_steps: int = 3,
-                         threads: int | None = None, stable_signs: bool = False, sign_margin: float = 4.0,
-                         sign_tol: float = 1e-7) -> BatchedLogisticFit:
+def fit_logistic_batched(
+    design: LogisticDesign,
+    Y,
+    mask=None,
+    *,
+    train_rows=None,
+    device: str | torch.device | None = None,
+    precision: str = "mixed",
+    tol: float = 1e-9,
+    low_tol: float = 3e-6,
+    max_iter: int = 3000,
+    history: int = 10,
+    line_search_steps: int = 3,
+    threads: int | None = None,
+    stable_signs: bool = False,
+    sign_margin: float = 4.0,
+    sign_tol: float = 1e-7,
+) -> BatchedLogisticFit:
     """Fit ``B`` L2-logistic regressions, one per column of ``Y``, against one design.
 
     Args:
@@ -253,8 +265,21 @@ def fit_logistic_batched(design: LogisticDesign, Y, mask=None, *, train_rows=Non
         raise ValueError("give mask or train_rows, not both")
     sign_rule = (sign_margin, sign_tol) if stable_signs else None
     with _torch_threads(threads if dev.type == "cpu" else None):
-        return _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history,
-                    line_search_steps, sign_rule, fast_direction=precision == "mixed")
+        return _fit(
+            design,
+            Y,
+            mask,
+            train_rows,
+            dev,
+            precision,
+            tol,
+            low_tol,
+            max_iter,
+            history,
+            line_search_steps,
+            sign_rule,
+            fast_direction=precision == "mixed",
+        )
 
 
 def _row_sets(train_rows, G: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -270,8 +295,11 @@ def _row_sets(train_rows, G: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     keep.scatter_(1, tr, False)
     if bool((keep.sum(1) != n - tr.shape[1]).any()):
         raise ValueError("train_rows must not repeat a row")
-    held = torch.stack([torch.nonzero(keep[g]).reshape(-1) for g in range(G)]) if n > tr.shape[1] \
+    held = (
+        torch.stack([torch.nonzero(keep[g]).reshape(-1) for g in range(G)])
+        if n > tr.shape[1]
         else torch.zeros(G, 0, dtype=torch.int64)
+    )
     return tr, held
 
 
@@ -281,8 +309,21 @@ def _gather_rows(T: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return torch.gather(T, 1, idx)
 
 
-def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, history, line_search_steps,
-         sign_rule, fast_direction=False) -> BatchedLogisticFit:
+def _fit(
+    design,
+    Y,
+    mask,
+    train_rows,
+    dev,
+    precision,
+    tol,
+    low_tol,
+    max_iter,
+    history,
+    line_search_steps,
+    sign_rule,
+    fast_direction=False,
+) -> BatchedLogisticFit:
     G, n, D = design.F64.shape
     Yt = _as_labels(Y, G, n, "Y").to(device=dev, dtype=torch.float64)
     if not bool(((Yt == 0) | (Yt == 1)).all()):
@@ -320,9 +361,22 @@ def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, hi
             F = _gather_rows(F, rows[0])
             Yp = _gather_rows(Yp, rows[0])
         Fdir = F.to(torch.float32) if (ph_dtype == torch.float64 and fast_direction) else None
-        U, it, g0norm, gnorm, cert = _lbfgs(F, Yp, Mp, pen.to(ph_dtype), scale.to(ph_dtype), U.to(ph_dtype),
-                                            ph_tol, max_iter, history, line_search_steps, g0norm, ph_sign, Fheld,
-                                            Fdir)
+        U, it, g0norm, gnorm, cert = _lbfgs(
+            F,
+            Yp,
+            Mp,
+            pen.to(ph_dtype),
+            scale.to(ph_dtype),
+            U.to(ph_dtype),
+            ph_tol,
+            max_iter,
+            history,
+            line_search_steps,
+            g0norm,
+            ph_sign,
+            Fheld,
+            Fdir,
+        )
         del F, Fheld, Fdir
         certified |= cert
         n_iter += it
@@ -340,13 +394,17 @@ def _fit(design, Y, mask, train_rows, dev, precision, tol, low_tol, max_iter, hi
     w_rot = U[:, :-1, :]
     objective = 0.5 * (w_rot * w_rot).sum(1) + design.C * loss.sum(1)
     V = design.V.to(dev)
-    coef = V @ w_rot                                     # (G, d, B)
+    coef = V @ w_rot  # (G, d, B)
     intercept = U[:, -1, :] - (design.mu.to(dev)[:, :, None] * coef).sum(1)
     converged = (gnorm <= phases[-1][1] * g0norm) | certified
     return BatchedLogisticFit(
-        coef=coef.cpu().numpy(), intercept=intercept.cpu().numpy(), decision=Z.cpu().numpy(),
-        objective=objective.cpu().numpy(), grad_norm=gnorm.cpu().to(torch.float64).numpy(),
-        converged=converged.cpu().numpy(), n_iter=n_iter,
+        coef=coef.cpu().numpy(),
+        intercept=intercept.cpu().numpy(),
+        decision=Z.cpu().numpy(),
+        objective=objective.cpu().numpy(),
+        grad_norm=gnorm.cpu().to(torch.float64).numpy(),
+        converged=converged.cpu().numpy(),
+        n_iter=n_iter,
     )
 
 
@@ -367,11 +425,11 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule
 
     Z = F @ U
     grad = pen * U + Ft @ residual(Z)
-    gn = grad.norm(dim=1)                                        # (G, B)
+    gn = grad.norm(dim=1)  # (G, B)
     if g0norm is None:
         g0norm = gn.clamp(min=torch.finfo(dt).tiny)
     g0 = g0norm.to(dt)
-    c = torch.full((G, 1, B), 0.25, dtype=dt, device=F.device)   # curvature estimate
+    c = torch.full((G, 1, B), 0.25, dtype=dt, device=F.device)  # curvature estimate
     hist: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     done = gn <= tol * g0
     certified = torch.zeros_like(done)
@@ -395,7 +453,7 @@ def _lbfgs(F, Y, M, pen, scale, U, tol, max_iter, m, ls_steps, g0norm, sign_rule
             q += s * (a - b)
         P = -q
         P = P.masked_fill(done[:, None, :], 0.0)
-        dphi0 = (grad * P).sum(1, keepdim=True)                  # (G, 1, B)
+        dphi0 = (grad * P).sum(1, keepdim=True)  # (G, 1, B)
         bad = dphi0 >= 0
         if bool(bad.any()):
             # A stale curvature pair spoiled the direction: fall back to the preconditioned

@@ -10,7 +10,8 @@ driver afterwards. :func:`run_store_tests` assembles the ``results.json`` docume
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,8 +59,8 @@ def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.nda
 
 def _layer_task(store_path: str, layer: str, stats, cfg_dict: dict, figure_data: bool) -> dict[str, Any]:
     """One layer's battery (a Ray task, or called in-process)."""
-    from fovea_ray.store import open_store
     from fovea_ray.stats.permutation import _set_threads_from_ray
+    from fovea_ray.store import open_store
 
     _set_threads_from_ray()
     store = open_store(store_path)
@@ -74,21 +75,34 @@ def sample_summary(store) -> dict[str, Any]:
     df = store.samples
     good = store.good()
     used = df[good]
-    per_cat = (used.groupby("category_id")["label"].agg(n_type1=lambda s: int((s == 1).sum()),
-                                                        n_type0=lambda s: int((s == 0).sum())).reset_index())
+    per_cat = (
+        used.groupby("category_id")["label"]
+        .agg(n_type1=lambda s: int((s == 1).sum()), n_type0=lambda s: int((s == 0).sum()))
+        .reset_index()
+    )
     return {
-        "n_total": int(len(df)), "n_used": int(good.sum()),
+        "n_total": int(len(df)),
+        "n_used": int(good.sum()),
         "n_not_done": int((~df["done"].to_numpy(bool)).sum()),
         "n_error": int((df["done"].to_numpy(bool) & (df["error"].astype(str) != "")).sum()),
         "per_type": {"0": int((used["label"] == 0).sum()), "1": int((used["label"] == 1).sum())},
-        "per_category": [{"category_id": int(r.category_id), "n_type0": int(r.n_type0), "n_type1": int(r.n_type1)}
-                         for r in per_cat.itertuples()],
+        "per_category": [
+            {"category_id": int(r.category_id), "n_type0": int(r.n_type0), "n_type1": int(r.n_type1)}
+            for r in per_cat.itertuples()
+        ],
     }
 
 
-def run_store_tests(store_path: str | os.PathLike, *, layers: Sequence[str] | None = None, all_layers: bool = False,
-                    main_layer: str | None = None, stats: Sequence[str] | None = None,
-                    config: BatteryConfig | None = None, include_controls: bool = True) -> dict[str, Any]:
+def run_store_tests(
+    store_path: str | os.PathLike,
+    *,
+    layers: Sequence[str] | None = None,
+    all_layers: bool = False,
+    main_layer: str | None = None,
+    stats: Sequence[str] | None = None,
+    config: BatteryConfig | None = None,
+    include_controls: bool = True,
+) -> dict[str, Any]:
     """Run the battery on a store's layers and return the ``results.json`` document.
 
     Args:
@@ -160,8 +174,16 @@ def run_store_tests(store_path: str | os.PathLike, *, layers: Sequence[str] | No
         add_full_permutation(records[main], vals, y, names, cfg, cfg.full_permutations)
     ordered = {name: records[name] for name in todo}
     attrs = store.attrs
-    store_info = {"path": str(store.path), "status": attrs.get("status"),
-                  "weights_checksum": attrs.get("weights_checksum"), "config": attrs.get("config")}
-    config_doc = {**{k: v for k, v in cfg_dict.items() if k not in ("progress",)},
-                  "layers": todo, "main_layer": main, "stats": stats_arg}
+    store_info = {
+        "path": str(store.path),
+        "status": attrs.get("status"),
+        "weights_checksum": attrs.get("weights_checksum"),
+        "config": attrs.get("config"),
+    }
+    config_doc = {
+        **{k: v for k, v in cfg_dict.items() if k not in ("progress",)},
+        "layers": todo,
+        "main_layer": main,
+        "stats": stats_arg,
+    }
     return build_results(layers=ordered, main_layer=main, config=config_doc, samples=samples, store=store_info)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,8 +58,7 @@ class Store:
     are ``done & (error == "")`` (:meth:`good`).
     """
 
-    def __init__(self, path: str | os.PathLike, *, mode: str = "r",
-                 storage_options: dict | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, mode: str = "r", storage_options: dict | None = None) -> None:
         zarr = _zarr()
         self.path = _as_store_path(path)
         self._mode = mode
@@ -68,24 +68,29 @@ class Store:
         try:
             # Read node metadata from each zarr.json, not the consolidated cache, so a
             # writer's view of attrs is never stale.
-            self._root = zarr.open_group(self.path, mode=mode, use_consolidated=False,
-                                         storage_options=storage_options)
+            self._root = zarr.open_group(self.path, mode=mode, use_consolidated=False, storage_options=storage_options)
         except Exception as exc:  # noqa: BLE001 - any failure means "not a store"
             raise InputError(f"{self.path}: not a fovea-ray store ({type(exc).__name__}: {exc})") from exc
         meta = self._root.attrs.get("store")
         if not isinstance(meta, dict) or meta.get("format") != L.FORMAT:
-            raise InputError(f"{self.path}: not a fovea-ray store (no 'store' attribute "
-                             f"with format {L.FORMAT!r} in its root zarr.json)")
+            raise InputError(
+                f"{self.path}: not a fovea-ray store (no 'store' attribute "
+                f"with format {L.FORMAT!r} in its root zarr.json)"
+            )
         if int(meta.get("format_version", -1)) > L.FORMAT_VERSION:
-            raise InputError(f"{self.path}: store format version {meta.get('format_version')} is newer "
-                             f"than this fovea-ray understands ({L.FORMAT_VERSION}); upgrade fovea-ray")
+            raise InputError(
+                f"{self.path}: store format version {meta.get('format_version')} is newer "
+                f"than this fovea-ray understands ({L.FORMAT_VERSION}); upgrade fovea-ray"
+            )
         self._meta = meta
         self.plan = L.ChunkPlan(int(meta["n_samples"]), int(meta["chunk_size"]))
 
     # ------------------------------------------------------------------ layout facts
     def __repr__(self) -> str:
-        return (f"Store({self.path!r}, n_samples={self.n_samples}, chunk_size={self.chunk_size}, "
-                f"layers={self.layers}, status={self.attrs.get('status')!r})")
+        return (
+            f"Store({self.path!r}, n_samples={self.n_samples}, chunk_size={self.chunk_size}, "
+            f"layers={self.layers}, status={self.attrs.get('status')!r})"
+        )
 
     @property
     def n_samples(self) -> int:
@@ -142,20 +147,22 @@ class Store:
         """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation_x,
         fixation_y, eccentricity_deg, anchor_score, done, error, file_name``."""
         fix = self._sample_array("fixation")
-        df = pd.DataFrame({
-            "sample": self._sample_array("sample"),
-            "image_id": self._sample_array("image_id"),
-            "ann_id": self._sample_array("ann_id"),
-            "category_id": self._sample_array("category_id"),
-            "label": self._sample_array("label"),
-            "fixation_x": fix[:, 0],
-            "fixation_y": fix[:, 1],
-            "eccentricity_deg": self._sample_array("eccentricity_deg"),
-            "anchor_score": self._sample_array("anchor_score"),
-            "done": self._sample_array("done").astype(bool),
-            "error": pd.Series(self._sample_array("error"), dtype=str),
-            "file_name": pd.Series(self._sample_array("file_name"), dtype=str),
-        })
+        df = pd.DataFrame(
+            {
+                "sample": self._sample_array("sample"),
+                "image_id": self._sample_array("image_id"),
+                "ann_id": self._sample_array("ann_id"),
+                "category_id": self._sample_array("category_id"),
+                "label": self._sample_array("label"),
+                "fixation_x": fix[:, 0],
+                "fixation_y": fix[:, 1],
+                "eccentricity_deg": self._sample_array("eccentricity_deg"),
+                "anchor_score": self._sample_array("anchor_score"),
+                "done": self._sample_array("done").astype(bool),
+                "error": pd.Series(self._sample_array("error"), dtype=str),
+                "file_name": pd.Series(self._sample_array("file_name"), dtype=str),
+            }
+        )
         return df
 
     def good(self) -> np.ndarray:
@@ -219,16 +226,18 @@ class Store:
         """
         import xarray as xr
 
-        opts = dict(consolidated=None, storage_options=self._storage_options) if _is_remote(self.path) \
+        opts = (
+            dict(consolidated=None, storage_options=self._storage_options)
+            if _is_remote(self.path)
             else dict(consolidated=None)
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ds = xr.open_zarr(self.path, group=L.SAMPLES, **opts)
             parts = [ds]
             for layer in self.layers:
                 g = xr.open_zarr(self.path, group=L.layer_group(layer), **opts)
-                g = g.rename({L.VALUES: layer, L.DIM_CHANNEL: f"{layer}:channel",
-                              L.DIM_STAT: f"{layer}:stat"})
+                g = g.rename({L.VALUES: layer, L.DIM_CHANNEL: f"{layer}:channel", L.DIM_STAT: f"{layer}:stat"})
                 parts.append(g)
             c = xr.open_zarr(self.path, group=L.CONTROLS, **opts)
             parts.append(c.rename({L.VALUES: "controls", L.DIM_STAT: "controls:stat"}))
@@ -241,8 +250,15 @@ class Store:
         if self._mode == "r":
             raise PermissionError(f"{self.path}: store opened read-only; use open_store(path, mode='r+')")
 
-    def write_chunk(self, chunk_index: int, *, activations: Mapping[str, np.ndarray],
-                    controls: np.ndarray, anchor_score: np.ndarray, error: Sequence[str]) -> None:
+    def write_chunk(
+        self,
+        chunk_index: int,
+        *,
+        activations: Mapping[str, np.ndarray],
+        controls: np.ndarray,
+        anchor_score: np.ndarray,
+        error: Sequence[str],
+    ) -> None:
         """Write every array's rows of chunk ``chunk_index``, then mark its samples done.
 
         Args:
@@ -268,15 +284,21 @@ class Store:
             arr = np.asarray(activations[layer], dtype=np.float32)
             expect = (k, self.channels(layer), len(self.stat_names(layer)))
             if arr.shape != expect:
-                raise ValueError(f"write_chunk: layer {layer!r} chunk {chunk_index} has shape {arr.shape}, expected {expect}")
+                raise ValueError(
+                    f"write_chunk: layer {layer!r} chunk {chunk_index} has shape {arr.shape}, expected {expect}"
+                )
             checked[layer] = arr
         controls = np.asarray(controls, dtype=np.float32)
         expect = (k, 3, len(self.control_stat_names))
         if controls.shape != expect:
-            raise ValueError(f"write_chunk: controls of chunk {chunk_index} have shape {controls.shape}, expected {expect}")
+            raise ValueError(
+                f"write_chunk: controls of chunk {chunk_index} have shape {controls.shape}, expected {expect}"
+            )
         anchor_score = np.asarray(anchor_score, dtype=np.float32).reshape(-1)
         if anchor_score.shape != (k,):
-            raise ValueError(f"write_chunk: anchor_score has {anchor_score.shape[0]} values, chunk {chunk_index} has {k} samples")
+            raise ValueError(
+                f"write_chunk: anchor_score has {anchor_score.shape[0]} values, chunk {chunk_index} has {k} samples"
+            )
         error = [str(e) for e in error]
         if len(error) != k:
             raise ValueError(f"write_chunk: {len(error)} error strings, chunk {chunk_index} has {k} samples")
@@ -296,8 +318,9 @@ class Store:
         _consolidate(self._root.store)
 
 
-def _column(samples: pd.DataFrame, name: str, n: int, dtype: str, width: int | None = None,
-            default: Any = None) -> np.ndarray:
+def _column(
+    samples: pd.DataFrame, name: str, n: int, dtype: str, width: int | None = None, default: Any = None
+) -> np.ndarray:
     """One manifest column as an array, ``default`` filled when the column is absent."""
     if name in samples.columns:
         col = samples[name].to_numpy()
@@ -305,7 +328,9 @@ def _column(samples: pd.DataFrame, name: str, n: int, dtype: str, width: int | N
             rows = [np.asarray(v, dtype=np.float64).reshape(-1) for v in col]
             bad = [i for i, r in enumerate(rows) if r.shape != (width,)]
             if bad:
-                raise InputError(f"samples column {name!r}: row {bad[0]} has {rows[bad[0]].size} values, expected {width}")
+                raise InputError(
+                    f"samples column {name!r}: row {bad[0]} has {rows[bad[0]].size} values, expected {width}"
+                )
             return np.stack(rows).astype(dtype) if rows else np.zeros((0, width), dtype)
         return col.astype(dtype) if dtype != "str" else np.array([str(v) for v in col], dtype=np.dtypes.StringDType())
     if default is None:
@@ -324,10 +349,18 @@ def _group(root: Any, path: str) -> Any:
     return g
 
 
-def create_store(path: str | os.PathLike, *, n_samples: int,
-                 layers: Mapping[str, tuple[int, Sequence[str]]], control_stats: Sequence[str],
-                 chunk_size: int, samples: pd.DataFrame, attrs: Mapping[str, Any],
-                 overwrite: bool = False, storage_options: dict | None = None) -> Store:
+def create_store(
+    path: str | os.PathLike,
+    *,
+    n_samples: int,
+    layers: Mapping[str, tuple[int, Sequence[str]]],
+    control_stats: Sequence[str],
+    chunk_size: int,
+    samples: pd.DataFrame,
+    attrs: Mapping[str, Any],
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> Store:
     """Create an empty store for ``n_samples`` samples and return it opened for writing.
 
     Args:
@@ -365,25 +398,31 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
     final_status = dict(attrs).get("status", "created")
     # "creating" until every array exists: an interrupted creation is recognisable (and redone).
     root_attrs = {**dict(attrs), "status": "creating", "store": meta}
-    root = zarr.open_group(target, mode="w" if overwrite else "w-", attributes=root_attrs,
-                           storage_options=storage_options)
+    root = zarr.open_group(
+        target, mode="w" if overwrite else "w-", attributes=root_attrs, storage_options=storage_options
+    )
     K = plan.chunk_size
 
     # samples/
     sg = root.create_group(L.SAMPLES)
     fixation = None
     if "fixation_xy" not in samples.columns and {"fixation_x", "fixation_y"} <= set(samples.columns):
-        fixation = np.stack([samples["fixation_x"].to_numpy(np.float64),
-                             samples["fixation_y"].to_numpy(np.float64)], axis=1)
+        fixation = np.stack(
+            [samples["fixation_x"].to_numpy(np.float64), samples["fixation_y"].to_numpy(np.float64)], axis=1
+        )
     sources = {
-        "sample": lambda: _column(samples, "sample", n, "int64", default=-1)
-        if "sample" in samples.columns else np.arange(n, dtype=np.int64),
+        "sample": lambda: (
+            _column(samples, "sample", n, "int64", default=-1)
+            if "sample" in samples.columns
+            else np.arange(n, dtype=np.int64)
+        ),
         "image_id": lambda: _column(samples, "image_id", n, "int64"),
         "ann_id": lambda: _column(samples, "ann_id", n, "int64"),
         "category_id": lambda: _column(samples, "category_id", n, "int64"),
         "label": lambda: _column(samples, "label", n, "int8"),
-        "fixation": lambda: fixation if fixation is not None
-        else _column(samples, "fixation_xy", n, "float64", width=2, default=np.nan),
+        "fixation": lambda: (
+            fixation if fixation is not None else _column(samples, "fixation_xy", n, "float64", width=2, default=np.nan)
+        ),
         "eccentricity_deg": lambda: _column(samples, "eccentricity_deg", n, "float64", default=np.nan),
         "window": lambda: _column(samples, "window_xywh", n, "int64", width=4, default=0),
         "bbox": lambda: _column(samples, "bbox", n, "float64", width=4, default=np.nan),
@@ -391,8 +430,11 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
     }
     for name, (dtype, trailing, tdims, fill) in L.SAMPLE_ARRAYS.items():
         arr = sg.create_array(
-            name, shape=(n, *trailing), chunks=(K, *trailing),
-            dtype=str if dtype == "str" else dtype, fill_value=fill,
+            name,
+            shape=(n, *trailing),
+            chunks=(K, *trailing),
+            dtype=str if dtype == "str" else dtype,
+            fill_value=fill,
             dimension_names=(L.DIM_SAMPLE, *tdims),
         )
         if name in sources:
@@ -402,8 +444,11 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
     for name, (channels, stats) in layers.items():
         g = _group(root, L.layer_group(name))
         g.create_array(
-            L.VALUES, shape=(n, int(channels), len(stats)), chunks=(K, int(channels), len(stats)),
-            dtype="float32", fill_value=float("nan"),
+            L.VALUES,
+            shape=(n, int(channels), len(stats)),
+            chunks=(K, int(channels), len(stats)),
+            dtype="float32",
+            fill_value=float("nan"),
             dimension_names=(L.DIM_SAMPLE, L.DIM_CHANNEL, L.DIM_STAT),
             attributes={"stat_names": list(stats), "module": name, "long_name": f"per-channel reductions of {name}"},
         )
@@ -414,8 +459,11 @@ def create_store(path: str | os.PathLike, *, n_samples: int,
     # controls/pixels/
     cg = _group(root, L.CONTROLS)
     cg.create_array(
-        L.VALUES, shape=(n, 3, len(control_stats)), chunks=(K, 3, len(control_stats)),
-        dtype="float32", fill_value=float("nan"),
+        L.VALUES,
+        shape=(n, 3, len(control_stats)),
+        chunks=(K, 3, len(control_stats)),
+        dtype="float32",
+        fill_value=float("nan"),
         dimension_names=(L.DIM_SAMPLE, L.DIM_RGB, L.DIM_STAT),
         attributes={"stat_names": list(control_stats), "long_name": "pixel statistics of the model input"},
     )

@@ -44,10 +44,11 @@ TOML layout (every key optional)::
 from __future__ import annotations
 
 import copy
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from fovea_ray.errors import InputError
 
@@ -111,7 +112,7 @@ class RunConfig:
 
     # -- construction ------------------------------------------------------------
     @classmethod
-    def demo(cls) -> "RunConfig":
+    def demo(cls) -> RunConfig:
         """The embedded default: synthetic mini-COCO, R101-FPN with random weights, small canvas."""
         cfg = cls()
         # Only the canvas shrinks: the foveation geometry (30 px/deg, type 0 at 8-12 deg,
@@ -133,7 +134,9 @@ class RunConfig:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("# fovea-ray run configuration (reproduce: fovea-ray run --config THIS_FILE)\n" + self.to_toml())
+        path.write_text(
+            "# fovea-ray run configuration (reproduce: fovea-ray run --config THIS_FILE)\n" + self.to_toml()
+        )
         return path
 
 

@@ -13,8 +13,8 @@ the report are recomputed (minutes at most) from the finished store.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from fovea_ray.errors import InputError
 from fovea_ray.study.config import RunConfig
@@ -50,8 +50,9 @@ def dataset_paths(cfg: RunConfig, out: Path) -> tuple[str, str]:
     if not ann.exists():
         _step(
             f"making the synthetic mini-COCO ({cfg.data.synthetic_images} images, {cfg.data.synthetic_size} px)",
-            lambda: make_synthetic_coco(root, n_images=cfg.data.synthetic_images, seed=cfg.seed,
-                                        image_size=cfg.data.synthetic_size),
+            lambda: make_synthetic_coco(
+                root, n_images=cfg.data.synthetic_images, seed=cfg.seed, image_size=cfg.data.synthetic_size
+            ),
         )
     return str(ann), str(root / "images")
 
@@ -62,8 +63,11 @@ def prepare_manifest(cfg: RunConfig, ann: str, images: str, out: Path) -> Path:
 
     path = out / "manifest.parquet"
     kwargs = dict(
-        n_per_type=cfg.prepare.n_per_type or None, seed=cfg.seed, canvas=cfg.prepare.canvas,
-        pixels_per_degree=cfg.prepare.pixels_per_degree, categories=cfg.prepare.categories or None,
+        n_per_type=cfg.prepare.n_per_type or None,
+        seed=cfg.seed,
+        canvas=cfg.prepare.canvas,
+        pixels_per_degree=cfg.prepare.pixels_per_degree,
+        categories=cfg.prepare.categories or None,
         ecc_band=tuple(cfg.prepare.ecc_band),
     )
     if path.exists():
@@ -74,13 +78,19 @@ def prepare_manifest(cfg: RunConfig, ann: str, images: str, out: Path) -> Path:
             _say(f"manifest: reusing {path} ({len(df)} samples)")
             return path
     else:
-        df = _step("prepare: building the balanced type-1/type-0 manifest", lambda: build_manifest(ann, images, **kwargs))
+        df = _step(
+            "prepare: building the balanced type-1/type-0 manifest", lambda: build_manifest(ann, images, **kwargs)
+        )
     write_manifest(df, path)
     s = df.attrs.get("summary", {})
-    _say(f"manifest: {len(df)} samples ({s.get('per_type', {}).get('1', '?')} per type) "
-         f"in {s.get('n_categories', '?')} categories -> {path}")
+    _say(
+        f"manifest: {len(df)} samples ({s.get('per_type', {}).get('1', '?')} per type) "
+        f"in {s.get('n_categories', '?')} categories -> {path}"
+    )
     if len(df) == 0:
-        raise InputError(f"{ann}: no eligible type-1/type-0 pairs; nothing to test (see {path.with_suffix('')}.summary.json)")
+        raise InputError(
+            f"{ann}: no eligible type-1/type-0 pairs; nothing to test (see {path.with_suffix('')}.summary.json)"
+        )
     try:
         from fovea_ray.data.preview import write_preview
 
@@ -97,9 +107,17 @@ def extract_store(cfg: RunConfig, manifest: Path, out: Path) -> Path:
     store = out / "store.zarr"
     weights = None if cfg.extract.weights in ("", "none") else cfg.extract.weights
     summary = extract(
-        manifest, store, weights=weights, arch=cfg.extract.arch, layers=cfg.extract.layers,
-        stats=cfg.extract.stats, address=cfg.extract.address or None, chunk_size=cfg.extract.chunk_size,
-        batch_size=cfg.extract.batch_size, seed=cfg.seed, backbone_only=cfg.extract.backbone_only,
+        manifest,
+        store,
+        weights=weights,
+        arch=cfg.extract.arch,
+        layers=cfg.extract.layers,
+        stats=cfg.extract.stats,
+        address=cfg.extract.address or None,
+        chunk_size=cfg.extract.chunk_size,
+        batch_size=cfg.extract.batch_size,
+        seed=cfg.seed,
+        backbone_only=cfg.extract.backbone_only,
     )
     print(summary.format(), flush=True)
     return store
@@ -130,17 +148,30 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
     from fovea_ray.stats.sweep import run_store_tests
 
     t = cfg.test
-    battery = BatteryConfig(alpha=t.alpha, permutations=t.permutations, full_permutations=t.full_permutations,
-                            seed=cfg.seed, address=cfg.extract.address or None, progress=True)
-    doc = run_store_tests(store, all_layers=t.all_layers, main_layer=t.layer or None, stats=t.stats or None,
-                          config=battery)
+    battery = BatteryConfig(
+        alpha=t.alpha,
+        permutations=t.permutations,
+        full_permutations=t.full_permutations,
+        seed=cfg.seed,
+        address=cfg.extract.address or None,
+        progress=True,
+    )
+    doc = run_store_tests(
+        store, all_layers=t.all_layers, main_layer=t.layer or None, stats=t.stats or None, config=battery
+    )
     doc["run_config"] = cfg.to_dict()
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)
     if row and row.get("accuracy") is not None:
-        ps = ", ".join(f"p {name} = {row[key]:.3g}" for key, name in
-                       (("p_asymptotic", "asymptotic"), ("p_half_permutation", "half-permutation"),
-                        ("p_full_permutation", "full permutation")) if row.get(key) is not None)
+        ps = ", ".join(
+            f"p {name} = {row[key]:.3g}"
+            for key, name in (
+                ("p_asymptotic", "asymptotic"),
+                ("p_half_permutation", "half-permutation"),
+                ("p_full_permutation", "full permutation"),
+            )
+            if row.get(key) is not None
+        )
         _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']:.3g}, {ps}")
     from fovea_ray.report.render import group_warnings
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from fnmatch import fnmatchcase
-from typing import Iterable
 
 from torch import nn
 

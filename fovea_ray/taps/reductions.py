@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -90,7 +90,9 @@ def parse_stats(stats: str | Iterable[str]) -> list[StatSpec]:
             continue
         match = _TOPK.match(name)
         if match is None:
-            raise ValueError(f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, topk_mean@K (K a count or a fraction in (0, 1))")
+            raise ValueError(
+                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, topk_mean@K (K a count or a fraction in (0, 1))"
+            )
         k = float(match.group("k")) if match.group("k") else 0.1
         if not (0 < k < 1 or (k >= 1 and k == int(k))):
             raise ValueError(f"bad top-k size in {raw!r}: K must be a whole count >= 1 or a fraction in (0, 1)")
@@ -127,7 +129,11 @@ def _split_rows(array: np.ndarray, work, out: np.ndarray) -> None:
         work(array, out)
         return
     bounds = np.linspace(0, array.shape[0], workers + 1).astype(int)
-    list(_pool(workers).map(lambda i: work(array[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]]), range(workers)))
+    list(
+        _pool(workers).map(
+            lambda i: work(array[bounds[i] : bounds[i + 1]], out[bounds[i] : bounds[i + 1]]), range(workers)
+        )
+    )
 
 
 def _sort_numpy(rows: torch.Tensor) -> torch.Tensor:
@@ -158,7 +164,7 @@ def _median_sorted_whole(rows: np.ndarray) -> np.ndarray:
     n = rows.shape[1]
     ordered = np.sort(rows, axis=-1)
     median = (ordered[:, (n - 1) // 2] + ordered[:, n // 2]) * np.float32(0.5)
-    return np.where(np.isnan(ordered[:, -1]), np.float32(np.nan), median)   # NaN sorts last
+    return np.where(np.isnan(ordered[:, -1]), np.float32(np.nan), median)  # NaN sorts last
 
 
 def _median_bracketed(rows: np.ndarray, width: int | None) -> np.ndarray:
@@ -187,9 +193,9 @@ def _median_bracketed(rows: np.ndarray, width: int | None) -> np.ndarray:
     lo, hi = sample[:, j_lo : j_lo + 1], sample[:, j_hi : j_hi + 1]
     le_lo = rows <= lo
     le_hi = rows <= hi
-    below = np.count_nonzero(le_lo, axis=1)            # B
-    upto = np.count_nonzero(le_hi, axis=1)             # D
-    inside = np.logical_xor(le_hi, le_lo, out=le_hi)   # lo < x <= hi (lo <= hi)
+    below = np.count_nonzero(le_lo, axis=1)  # B
+    upto = np.count_nonzero(le_hi, axis=1)  # D
+    inside = np.logical_xor(le_hi, le_lo, out=le_hi)  # lo < x <= hi (lo <= hi)
     del le_lo
     values = np.compress(inside.ravel(), rows.ravel())
     counts = upto - below
@@ -213,8 +219,10 @@ def _median_bracketed(rows: np.ndarray, width: int | None) -> np.ndarray:
         def at(k: int) -> np.ndarray:
             return np.where(k >= below, block[rows_idx, np.clip(k - below, 0, kmax - 1)], low)
     else:
+
         def at(k: int) -> np.ndarray:
             return low
+
     median = (at(k1) + at(k2)) * np.float32(0.5)
     if not ok.all():
         bad = np.flatnonzero(~ok)
@@ -232,17 +240,21 @@ def median_rows(rows: torch.Tensor, *, width: int | None = None) -> torch.Tensor
         raise ValueError(f"median_rows needs float32 rows, got {array.dtype}")
     out = np.empty(array.shape[0], dtype=np.float32)
     if array.shape[1] < BRACKET_MIN_LENGTH:
+
         def work(part: np.ndarray, dest: np.ndarray) -> None:
             dest[...] = _median_sorted_whole(part)
     else:
+
         def work(part: np.ndarray, dest: np.ndarray) -> None:
             dest[...] = _median_bracketed(part, width)
+
     _split_rows(array, work, out)
     return torch.from_numpy(out)
 
 
-def reduce_rows(rows: torch.Tensor, specs: Sequence[StatSpec], *, median_backend: str = "auto",
-                width: int | None = None) -> torch.Tensor:
+def reduce_rows(
+    rows: torch.Tensor, specs: Sequence[StatSpec], *, median_backend: str = "auto", width: int | None = None
+) -> torch.Tensor:
     """Reduce each row of ``rows`` (R, N) to the statistics ``specs`` -> (R, S) float32.
 
     ``median_backend`` picks how order statistics are found: ``"numpy"`` (CPU tensors
@@ -276,7 +288,7 @@ def reduce_rows(rows: torch.Tensor, specs: Sequence[StatSpec], *, median_backend
         if kind == "mean":
             value = rows.mean(dim=-1)
         elif kind == "median":
-            if median is None:   # NaN sorts last; a row holding NaN has a NaN median, as in numpy
+            if median is None:  # NaN sorts last; a row holding NaN has a NaN median, as in numpy
                 median = (ordered[:, (n - 1) // 2] + ordered[:, n // 2]) * 0.5
                 median = median.masked_fill(ordered[:, -1].isnan(), math.nan)
             value = median

@@ -17,9 +17,10 @@ its output and could not run again, so layers after the deepest tap are never co
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,7 +84,9 @@ def _as_image_list(images: Any, device: torch.device) -> list[torch.Tensor]:
                 raise ValueError(f"images[{i}] must be float RGB in [0, 1], got dtype {image.dtype}")
             out.append(image.to(device))
         return out
-    raise ValueError(f"images must be a (B, 3, H, W) tensor or a list of (3, H, W) tensors, got {type(images).__name__}")
+    raise ValueError(
+        f"images must be a (B, 3, H, W) tensor or a list of (3, H, W) tensors, got {type(images).__name__}"
+    )
 
 
 class Tapper:
@@ -121,7 +124,9 @@ class Tapper:
     ) -> None:
         for attribute in ("transform", "backbone"):
             if not hasattr(model, attribute):
-                raise ValueError(f"model has no .{attribute}; Tapper needs a torchvision detection model such as fovea_ray.model.build_model()")
+                raise ValueError(
+                    f"model has no .{attribute}; Tapper needs a torchvision detection model such as fovea_ray.model.build_model()"
+                )
         if median_backend not in ("auto", "numpy", "torch"):
             raise ValueError(f"median_backend must be 'auto', 'numpy' or 'torch', got {median_backend!r}")
         self.model = model
@@ -136,7 +141,11 @@ class Tapper:
             outside = [n for n in self.layers if not n.startswith("backbone.")]
             if outside:
                 raise ValueError(f"backbone_only=True cannot tap layers outside model.backbone: {', '.join(outside)}")
-        mask_layers = [n for n in self.layers if n.startswith(("roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.mask_roi_pool"))]
+        mask_layers = [
+            n
+            for n in self.layers
+            if n.startswith(("roi_heads.mask_head", "roi_heads.mask_predictor", "roi_heads.mask_roi_pool"))
+        ]
         self.masks = bool(masks or mask_layers)
         # When may a backbone-only pass stop? After a tapped module ran, unless its caller
         # could run it again: then after the caller (the nearest ancestor with a forward).
@@ -188,7 +197,9 @@ class Tapper:
         if not isinstance(output, torch.Tensor):
             raise ValueError(f"layer {name!r} outputs a {type(output).__name__}, not a (B, C, H, W) tensor")
         if output.ndim != 4 or output.shape[0] != self._batch:
-            raise ValueError(f"layer {name!r} outputs shape {tuple(output.shape)}, not (B={self._batch}, C, H, W) with one map per image")
+            raise ValueError(
+                f"layer {name!r} outputs shape {tuple(output.shape)}, not (B={self._batch}, C, H, W) with one map per image"
+            )
         self._results[name] = self._reduce(output)
         self._arrive(name)
 
@@ -206,7 +217,9 @@ class Tapper:
         padded_h, padded_w = self._padded
         if all(size == (padded_h, padded_w) for size in self._image_sizes):
             rows = feature.reshape(batch * channels, height * width)
-            return reduce_rows(rows, self._specs, median_backend=self.median_backend, width=width).view(batch, channels, -1)
+            return reduce_rows(rows, self._specs, median_backend=self.median_backend, width=width).view(
+                batch, channels, -1
+            )
         per_image = []
         for i, (image_h, image_w) in enumerate(self._image_sizes):
             valid_h = valid_extent(image_h, height, padded_h)
@@ -249,10 +262,14 @@ class Tapper:
             raise ValueError(f"layers did not run in the forward pass: {', '.join(missing)}{hint}")
         taps = self._gather()
         if detections is not None and self.output_device is not None:
-            detections = [{k: v.to(self.output_device) for k, v in d.items() if k in _DETECTION_KEYS} for d in detections]
+            detections = [
+                {k: v.to(self.output_device) for k, v in d.items() if k in _DETECTION_KEYS} for d in detections
+            ]
         sizes = list(self._image_sizes) or [tuple(int(v) for v in im.shape[-2:]) for im in image_list]
         self._results = {}
-        return TapOutput(taps=taps, detections=detections, layers=list(self.layers), stats=list(self.stats), image_sizes=sizes)
+        return TapOutput(
+            taps=taps, detections=detections, layers=list(self.layers), stats=list(self.stats), image_sizes=sizes
+        )
 
     def _full_forward(self, image_list: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         roi_heads = getattr(self.model, "roi_heads", None)
@@ -282,7 +299,7 @@ class Tapper:
             handle.remove()
         self._handles = None
 
-    def __enter__(self) -> "Tapper":
+    def __enter__(self) -> Tapper:
         return self
 
     def __exit__(self, *exc: object) -> None:

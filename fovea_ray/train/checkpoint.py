@@ -19,19 +19,33 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
-__all__ = ["META_NAME", "MODEL_NAME", "STATE_NAME", "list_checkpoints", "load_train_state", "read_meta", "write_checkpoint"]
+__all__ = [
+    "META_NAME",
+    "MODEL_NAME",
+    "STATE_NAME",
+    "list_checkpoints",
+    "load_train_state",
+    "read_meta",
+    "write_checkpoint",
+]
 
 MODEL_NAME = "model.pt"
 STATE_NAME = "train_state.pt"
 META_NAME = "meta.json"
 
 
-def write_checkpoint(directory: str | Path, model_state: Mapping[str, torch.Tensor], meta: Mapping[str, Any], train_state: Mapping[str, Any] | None = None) -> Path:
+def write_checkpoint(
+    directory: str | Path,
+    model_state: Mapping[str, torch.Tensor],
+    meta: Mapping[str, Any],
+    train_state: Mapping[str, Any] | None = None,
+) -> Path:
     """Write a checkpoint directory (``meta.json`` last) and return it."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@ says exactly how it was made.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from fovea_ray.errors import InputError
 
@@ -123,27 +124,45 @@ class TrainConfig:
         need(self.loader_workers >= 0, f"loader_workers must be >= 0, got {self.loader_workers}")
         need(self.arch in ("resnet101", "resnet50"), f"arch must be resnet101 or resnet50, got {self.arch!r}")
         need(0 <= self.trainable_layers <= 5, f"trainable_layers must be 0-5, got {self.trainable_layers}")
-        need(self.fixation in FIXATION_POLICIES, f"fixation must be one of {', '.join(FIXATION_POLICIES)}, got {self.fixation!r}")
+        need(
+            self.fixation in FIXATION_POLICIES,
+            f"fixation must be one of {', '.join(FIXATION_POLICIES)}, got {self.fixation!r}",
+        )
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        need(all(0 < m <= 1 for m in self.milestones), f"milestones are fractions of steps in (0, 1], got {self.milestones}")
+        need(
+            all(0 < m <= 1 for m in self.milestones),
+            f"milestones are fractions of steps in (0, 1], got {self.milestones}",
+        )
         need(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
         need(0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}")
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.warmup_steps is None or self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}")
         need(0 < self.warmup_factor <= 1, f"warmup_factor must be in (0, 1], got {self.warmup_factor}")
-        need(self.clip_grad_norm is None or self.clip_grad_norm >= 0, f"clip_grad_norm must be >= 0 (0 = off), got {self.clip_grad_norm}")
+        need(
+            self.clip_grad_norm is None or self.clip_grad_norm >= 0,
+            f"clip_grad_norm must be >= 0 (0 = off), got {self.clip_grad_norm}",
+        )
         need(0 <= self.hflip <= 1, f"hflip must be a probability, got {self.hflip}")
         need(self.pixels_per_degree > 0, f"pixels_per_degree must be > 0, got {self.pixels_per_degree}")
         need(self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
-        need(self.keep_checkpoints is None or self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        need(
+            self.keep_checkpoints is None or self.keep_checkpoints >= 1,
+            f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}",
+        )
         need(self.log_every >= 1, f"log_every must be >= 1, got {self.log_every}")
         need(self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}")
         need(self.val_holdout >= 0, f"val_holdout must be >= 0, got {self.val_holdout}")
         need(self.max_failures >= -1, f"max_failures must be >= -1, got {self.max_failures}")
         need(self.num_classes is None or self.num_classes >= 2, f"num_classes must be >= 2, got {self.num_classes}")
         need((self.min_size is None) == (self.max_size is None), "give both min_size and max_size, or neither")
-        need(self.min_size is None or 0 < self.min_size <= self.max_size, f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}")
-        need((self.val_ann_file is None) == (self.val_images is None), "give both val_ann_file and val_images, or neither")
+        need(
+            self.min_size is None or 0 < self.min_size <= self.max_size,
+            f"need 0 < min_size <= max_size, got {self.min_size}, {self.max_size}",
+        )
+        need(
+            (self.val_ann_file is None) == (self.val_images is None),
+            "give both val_ann_file and val_images, or neither",
+        )
         for name in ("rpn_pre_nms_top_n", "rpn_post_nms_top_n", "rpn_batch_size_per_image", "box_batch_size_per_image"):
             need(getattr(self, name) >= 1, f"{name} must be >= 1, got {getattr(self, name)}")
         object.__setattr__(self, "canvas", tuple(int(v) for v in self.canvas))
@@ -170,7 +189,7 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict`; unknown keys are an error (a typo should not pass)."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
@@ -182,6 +201,6 @@ class TrainConfig:
                 values[key] = tuple(values[key])
         return cls(**values)
 
-    def replace(self, **changes: Any) -> "TrainConfig":
+    def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

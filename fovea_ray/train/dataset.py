@@ -22,16 +22,26 @@ import contextlib
 import io
 import itertools
 import logging
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from fovea_ray.errors import InputError
 
-__all__ = ["CocoInstances", "LabelMap", "StepSampler", "collate", "is_url", "load_coco", "quiet_prints", "split_holdout"]
+__all__ = [
+    "CocoInstances",
+    "LabelMap",
+    "StepSampler",
+    "collate",
+    "is_url",
+    "load_coco",
+    "quiet_prints",
+    "split_holdout",
+]
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +122,7 @@ class LabelMap:
         return len(self.category_ids)
 
     @classmethod
-    def for_categories(cls, cat_ids: Sequence[int], num_classes: int | None = None, source: str = "") -> "LabelMap":
+    def for_categories(cls, cat_ids: Sequence[int], num_classes: int | None = None, source: str = "") -> LabelMap:
         """Identity when every id fits below ``num_classes`` (default 91), else contiguous."""
         cat_ids = sorted(int(c) for c in cat_ids)
         if min(cat_ids) < 1:
@@ -177,7 +187,15 @@ class CocoInstances(torch.utils.data.Dataset):
     readable item, so one bad file does not end a long run.
     """
 
-    def __init__(self, coco: Any, images: str | Path, label_map: LabelMap, image_ids: Sequence[int] | None = None, *, train: bool = True) -> None:
+    def __init__(
+        self,
+        coco: Any,
+        images: str | Path,
+        label_map: LabelMap,
+        image_ids: Sequence[int] | None = None,
+        *,
+        train: bool = True,
+    ) -> None:
         self.coco = coco
         self.root: str | Path = str(images).rstrip("/") if is_url(images) else Path(images).expanduser()
         if isinstance(self.root, Path) and not self.root.is_dir():
@@ -221,7 +239,7 @@ class CocoInstances(torch.utils.data.Dataset):
             else:
                 # A box without a segmentation still trains the mask head on its rectangle.
                 mask = np.zeros((height, width), np.uint8)
-                mask[int(y0):int(np.ceil(y1)), int(x0):int(np.ceil(x1))] = 1
+                mask[int(y0) : int(np.ceil(y1)), int(x0) : int(np.ceil(x1))] = 1
             boxes.append((x0, y0, x1, y1))
             labels.append(label)
             masks.append(mask)
@@ -242,7 +260,14 @@ class CocoInstances(torch.utils.data.Dataset):
         _, h, w = image.shape
         info = self.coco.imgs[image_id]
         if (info.get("height"), info.get("width")) not in ((h, w), (None, None)):
-            log.warning("%s: image is %dx%d but the annotation says %sx%s; using the image", path, h, w, info.get("height"), info.get("width"))
+            log.warning(
+                "%s: image is %dx%d but the annotation says %sx%s; using the image",
+                path,
+                h,
+                w,
+                info.get("height"),
+                info.get("width"),
+            )
         return image, self.target(image_id, h, w)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -256,7 +281,9 @@ class CocoInstances(torch.utils.data.Dataset):
                 msg = f"{self.image_path(i)}: unreadable image ({type(err).__name__}: {err})"
                 self.errors.append(msg)
                 log.warning("skipping %s", msg)
-        raise InputError(f"{self.root}: {min(len(self), 16)} consecutive images could not be read; last: {self.errors[-1]}")
+        raise InputError(
+            f"{self.root}: {min(len(self), 16)} consecutive images could not be read; last: {self.errors[-1]}"
+        )
 
 
 def collate(batch: list[Any]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
@@ -274,7 +301,17 @@ class StepSampler(torch.utils.data.Sampler[int]):
     uninterrupted one.
     """
 
-    def __init__(self, n: int, *, batch_size: int, rank: int = 0, world_size: int = 1, seed: int = 0, start_step: int = 0, steps: int | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        *,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        seed: int = 0,
+        start_step: int = 0,
+        steps: int | None = None,
+    ) -> None:
         if n < 1:
             raise InputError("the training set is empty (no image with a usable object)")
         self.n, self.batch_size, self.rank, self.world = n, batch_size, rank, world_size
@@ -290,7 +327,9 @@ class StepSampler(torch.utils.data.Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         skip = self.start_step * self.batch_size
         epoch, offset = divmod(skip, self.per_rank)
-        stream = itertools.chain.from_iterable(self._epoch(e)[offset if e == epoch else 0 :] for e in itertools.count(epoch))
+        stream = itertools.chain.from_iterable(
+            self._epoch(e)[offset if e == epoch else 0 :] for e in itertools.count(epoch)
+        )
         if self.steps is None:
             yield from stream
         else:

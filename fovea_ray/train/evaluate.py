@@ -13,7 +13,8 @@ kind of input it was trained on.
 from __future__ import annotations
 
 import logging
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,7 +29,13 @@ log = logging.getLogger(__name__)
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Sequence[int], category_ids: Sequence[int], *, mask_threshold: float = 0.5) -> list[dict[str, Any]]:
+def to_coco_results(
+    outputs: Sequence[dict[str, torch.Tensor]],
+    image_ids: Sequence[int],
+    category_ids: Sequence[int],
+    *,
+    mask_threshold: float = 0.5,
+) -> list[dict[str, Any]]:
     """torchvision detections -> COCO result dicts (xywh boxes, RLE masks, category ids)."""
     import pycocotools.mask as mask_utils
 
@@ -48,14 +55,21 @@ def to_coco_results(outputs: Sequence[dict[str, torch.Tensor]], image_ids: Seque
             cat = int(category_ids[label]) if 0 <= label < len(category_ids) else 0
             if cat <= 0:
                 continue
-            rec = {"image_id": int(image_id), "category_id": cat, "bbox": [float(v) for v in box], "score": float(score)}
+            rec = {
+                "image_id": int(image_id),
+                "category_id": cat,
+                "bbox": [float(v) for v in box],
+                "score": float(score),
+            }
             if rle is not None:
                 rec["segmentation"] = {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
             results.append(rec)
     return results
 
 
-def coco_evaluate(coco_gt: Any, results: list[dict[str, Any]], image_ids: Sequence[int], iou_types: Sequence[str] = ("bbox", "segm")) -> dict[str, float]:
+def coco_evaluate(
+    coco_gt: Any, results: list[dict[str, Any]], image_ids: Sequence[int], iou_types: Sequence[str] = ("bbox", "segm")
+) -> dict[str, float]:
     """``COCOeval`` stats, as {"bbox_AP": ..., "segm_AP50": ..., ...}.
 
     With no detections at all, every AP is 0 (pycocotools cannot load an empty result).

@@ -15,7 +15,8 @@ convention: pixel ``i``'s centre is at ``i``, so the centre of a ``W``-wide imag
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -24,7 +25,9 @@ from fovea_ray.train.config import FIXATION_POLICIES
 __all__ = ["draw_fixations", "eval_fixations", "foveate_images"]
 
 
-def draw_fixations(policy: str, sizes: Sequence[tuple[int, int]], generator: torch.Generator | None = None) -> torch.Tensor | None:
+def draw_fixations(
+    policy: str, sizes: Sequence[tuple[int, int]], generator: torch.Generator | None = None
+) -> torch.Tensor | None:
     """Fixations (B, 2) float32 (x, y) for images of ``sizes`` [(H, W), ...]; ``None`` for "none".
 
     ``generator`` drives the "uniform" policy (seed it from the run's seed, step and rank
@@ -41,7 +44,9 @@ def draw_fixations(policy: str, sizes: Sequence[tuple[int, int]], generator: tor
     return torch.rand(wh.shape, generator=generator) * wh - 0.5
 
 
-def eval_fixations(policy: str, sizes: Sequence[tuple[int, int]], image_ids: Sequence[int], seed: int) -> torch.Tensor | None:
+def eval_fixations(
+    policy: str, sizes: Sequence[tuple[int, int]], image_ids: Sequence[int], seed: int
+) -> torch.Tensor | None:
     """Validation fixations: like :func:`draw_fixations`, fixed per image id.
 
     The "uniform" points depend only on (seed, image id), so every evaluation of a run

@@ -21,8 +21,9 @@ import math
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
@@ -53,14 +54,18 @@ def build_training_model(cfg: TrainConfig, num_classes: int, *, load_init: bool 
     from fovea_ray.model import build_model
 
     weights = cfg.weights if load_init else None
-    model = build_model(cfg.arch, weights, cfg.canvas, num_classes=num_classes, seed=cfg.seed, trainable_layers=cfg.trainable_layers)
+    model = build_model(
+        cfg.arch, weights, cfg.canvas, num_classes=num_classes, seed=cfg.seed, trainable_layers=cfg.trainable_layers
+    )
     if load_init and cfg.backbone_weights:
         load_backbone_weights(model, cfg.backbone_weights, cfg.arch)
     if cfg.min_size is not None:
         from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
         t = model.transform
-        model.transform = GeneralizedRCNNTransform(cfg.min_size, cfg.max_size, list(t.image_mean), list(t.image_std), size_divisible=t.size_divisible)
+        model.transform = GeneralizedRCNNTransform(
+            cfg.min_size, cfg.max_size, list(t.image_mean), list(t.image_std), size_divisible=t.size_divisible
+        )
     # torchvision keeps these as plain attributes; its defaults are 2000/2000/256/512.
     model.rpn._pre_nms_top_n["training"] = cfg.rpn_pre_nms_top_n
     model.rpn._post_nms_top_n["training"] = cfg.rpn_post_nms_top_n
@@ -130,7 +135,11 @@ def load_backbone_weights(model: torch.nn.Module, source: str, arch: str) -> Non
         state = load_checkpoint(source)
     body = model.backbone.body
     own = body.state_dict()
-    state = {k: v for k, v in state.items() if not k.startswith("fc.") and (not k.endswith("num_batches_tracked") or k in own)}
+    state = {
+        k: v
+        for k, v in state.items()
+        if not k.startswith("fc.") and (not k.endswith("num_batches_tracked") or k in own)
+    }
     load_state_dict_strict(body, state, f"backbone weights {source}")
 
 
@@ -156,19 +165,31 @@ class StepRunner:
         rank: the worker's rank (seeds its fixations and flips).
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: TrainConfig, foveator: Any, device: torch.device, *, rank: int = 0) -> None:
+    def __init__(
+        self, model: torch.nn.Module, cfg: TrainConfig, foveator: Any, device: torch.device, *, rank: int = 0
+    ) -> None:
         self.model, self.cfg, self.foveator, self.device, self.rank = model, cfg, foveator, torch.device(device), rank
         self.params = [p for p in model.parameters() if p.requires_grad]
         if not self.params:
             raise FoveaRayError("no trainable parameters (check trainable_layers)")
-        self.optimizer = torch.optim.SGD(self.params, lr=cfg.base_lr(), momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.params, lr=cfg.base_lr(), momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
         self.amp = bool(cfg.amp and self.device.type == "cuda")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.timer = PhaseTimer(self.device)
 
     def lr(self, step: int) -> float:
         c = self.cfg
-        return learning_rate(step, base_lr=c.base_lr(), steps=c.steps, schedule=c.schedule, milestones=c.milestones, warmup_steps=c.warmup(), warmup_factor=c.warmup_factor)
+        return learning_rate(
+            step,
+            base_lr=c.base_lr(),
+            steps=c.steps,
+            schedule=c.schedule,
+            milestones=c.milestones,
+            warmup_steps=c.warmup(),
+            warmup_factor=c.warmup_factor,
+        )
 
     def _step_seed(self, step: int) -> int:
         return ((self.cfg.seed * 1_000_003 + step) * 4099 + self.rank) % (2**63)
@@ -177,7 +198,9 @@ class StepRunner:
         # Fixations and flips depend on (seed, step, rank) only: a resumed run repeats them.
         return torch.Generator().manual_seed(self._step_seed(step))
 
-    def _to_device(self, g: torch.Generator, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+    def _to_device(
+        self, g: torch.Generator, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]
+    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
         dev_images, dev_targets = [], []
         for im, tg in zip(images, targets):
             im = im.to(self.device, non_blocking=True)
@@ -188,11 +211,15 @@ class StepRunner:
             dev_targets.append(tg)
         return dev_images, dev_targets
 
-    def _foveate(self, g: torch.Generator, images: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def _foveate(
+        self, g: torch.Generator, images: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         fixations = draw_fixations(self.cfg.fixation, [tuple(im.shape[-2:]) for im in images], g)
         return foveate_images(self.foveator, images, fixations), fixations
 
-    def prepare(self, step: int, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], torch.Tensor | None]:
+    def prepare(
+        self, step: int, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]
+    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]], torch.Tensor | None]:
         """The model's input for ``step``: (images on the device, flipped, float, foveated;
         targets; fixations (B, 2) or None), exactly as :meth:`step` makes it."""
         g = self._generator(step)
@@ -200,7 +227,9 @@ class StepRunner:
         inputs, fixations = self._foveate(g, dev_images)
         return inputs, dev_targets, fixations
 
-    def step(self, step: int, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def step(
+        self, step: int, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, torch.Tensor]]
+    ) -> dict[str, torch.Tensor]:
         """Run optimizer step ``step`` (0-based); returns the loss tensors (on the device).
 
         Keys: ``loss`` and torchvision's components (``loss_classifier``, ``loss_box_reg``,
@@ -243,7 +272,16 @@ class StepRunner:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def checkpoint_meta(cfg: TrainConfig, step: int, *, model: torch.nn.Module, category_ids: Sequence[int], foveator: Any, world_size: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+def checkpoint_meta(
+    cfg: TrainConfig,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    category_ids: Sequence[int],
+    foveator: Any,
+    world_size: int,
+    metrics: Mapping[str, Any],
+) -> dict[str, Any]:
     """The ``meta.json`` of a checkpoint (see :mod:`fovea_ray.train.checkpoint`)."""
     import torchvision
 
@@ -369,10 +407,23 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
     if train_state:
         runner.load_state_dict(train_state)
 
-    sampler = StepSampler(len(train_set), batch_size=cfg.batch_size, rank=rank, world_size=world, seed=cfg.seed, start_step=start_step, steps=cfg.steps)
+    sampler = StepSampler(
+        len(train_set),
+        batch_size=cfg.batch_size,
+        rank=rank,
+        world_size=world,
+        seed=cfg.seed,
+        start_step=start_step,
+        steps=cfg.steps,
+    )
     loader = torch.utils.data.DataLoader(
-        train_set, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate, num_workers=cfg.loader_workers,
-        pin_memory=device.type == "cuda", persistent_workers=False,
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+        num_workers=cfg.loader_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
     )
     val_set = None
     if cfg.val_ann_file is not None:
@@ -391,8 +442,15 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
 
     def evaluate() -> dict[str, Any]:
         results, done, errors = predict(
-            module, val_set, val_indices[rank::world], foveator=foveator, policy=cfg.fixation, seed=cfg.seed,
-            device=device, category_ids=label_map.category_ids, amp=runner.amp,
+            module,
+            val_set,
+            val_indices[rank::world],
+            foveator=foveator,
+            policy=cfg.fixation,
+            seed=cfg.seed,
+            device=device,
+            category_ids=label_map.category_ids,
+            amp=runner.amp,
         )
         parts = _gather((results, done, errors), world)
         if rank != 0:
@@ -412,7 +470,9 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
         losses = runner.step(step, images, targets)
         steps_since_log += 1
         completed = step + 1
-        eval_now = val_set is not None and (completed == cfg.steps or (cfg.eval_every > 0 and completed % cfg.eval_every == 0))
+        eval_now = val_set is not None and (
+            completed == cfg.steps or (cfg.eval_every > 0 and completed % cfg.eval_every == 0)
+        )
         ckpt_now = completed == cfg.steps or completed % cfg.checkpoint_every == 0
         log_now = step % cfg.log_every == 0 or eval_now or ckpt_now
         if log_now:
@@ -435,20 +495,35 @@ def train_loop_per_worker(config: Mapping[str, Any]) -> None:
                 "images_seen": completed * cfg.batch_size * world,
             }
             if not math.isfinite(values[0]):
-                raise FoveaRayError(f"the training loss is not finite at step {step}; lower --lr or set --clip-grad-norm")
+                raise FoveaRayError(
+                    f"the training loss is not finite at step {step}; lower --lr or set --clip-grad-norm"
+                )
             if eval_now:
                 metrics.update(evaluate())
             if mlog is not None:
                 mlog.write(metrics)
             steps_since_log = 0
         if ckpt_now:
-            report = {"step": completed, **{k: v for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))}}
+            report = {
+                "step": completed,
+                **{k: v for k, v in metrics.items() if k != "step" and isinstance(v, (int, float))},
+            }
             name = f"checkpoint_{completed:08d}"
             if rank == 0:
                 with tempfile.TemporaryDirectory(prefix="fovea-ray-ckpt-") as tmp:
-                    meta = checkpoint_meta(cfg, completed, model=module, category_ids=label_map.category_ids, foveator=foveator, world_size=world, metrics=report)
+                    meta = checkpoint_meta(
+                        cfg,
+                        completed,
+                        model=module,
+                        category_ids=label_map.category_ids,
+                        foveator=foveator,
+                        world_size=world,
+                        metrics=report,
+                    )
                     write_checkpoint(tmp, module.state_dict(), meta, runner.state_dict())
-                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
+                    ray.train.report(
+                        report, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name
+                    )
             else:
                 ray.train.report(report, checkpoint=None, checkpoint_dir_name=name)
         if log_now or ckpt_now:

@@ -11,8 +11,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TextIO
+from typing import Any, TextIO
 
 import torch
 
@@ -68,6 +69,7 @@ def _clean(value: Any) -> Any:
 
 def format_line(rec: Mapping[str, Any], steps: int) -> str:
     """One terminal line for a metrics record."""
+
     def num(key: str, spec: str, scale: float = 1.0) -> str:
         value = rec.get(key)
         return "nan" if value is None else format(scale * value, spec)

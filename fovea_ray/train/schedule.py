@@ -12,7 +12,7 @@ cosine decay, Loshchilov & Hutter, "SGDR" (ICLR 2017).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 __all__ = ["learning_rate"]
 

@@ -74,10 +74,17 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     from fovea_ray.train.dataset import CocoInstances, LabelMap, load_coco, split_holdout
 
     cfg = cfg.replace(
-        ann_file=_abs(cfg.ann_file), images=_abs(cfg.images), out=_abs(cfg.out),
-        val_ann_file=_abs(cfg.val_ann_file), val_images=_abs(cfg.val_images),
-        weights=_abs(cfg.weights) if cfg.weights and cfg.weights.lower() not in ("none", "torchvision") else cfg.weights,
-        backbone_weights=_abs(cfg.backbone_weights) if cfg.backbone_weights and cfg.backbone_weights.lower() != "torchvision" else cfg.backbone_weights,
+        ann_file=_abs(cfg.ann_file),
+        images=_abs(cfg.images),
+        out=_abs(cfg.out),
+        val_ann_file=_abs(cfg.val_ann_file),
+        val_images=_abs(cfg.val_images),
+        weights=_abs(cfg.weights)
+        if cfg.weights and cfg.weights.lower() not in ("none", "torchvision")
+        else cfg.weights,
+        backbone_weights=_abs(cfg.backbone_weights)
+        if cfg.backbone_weights and cfg.backbone_weights.lower() != "torchvision"
+        else cfg.backbone_weights,
     )
     coco = load_coco(cfg.ann_file)
     label_map = LabelMap.for_categories(coco.getCatIds(), cfg.num_classes, source=cfg.ann_file)
@@ -87,7 +94,9 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
         raise InputError(f"{cfg.ann_file}: no training image has a usable (non-crowd, non-degenerate) object")
     missing = [train_set.image_path(i) for i in range(min(len(train_set), 3)) if not _exists(train_set.image_path(i))]
     if missing:
-        raise InputError(f"{missing[0]}: image not found (is --images the folder the annotations' file_name values are relative to?)")
+        raise InputError(
+            f"{missing[0]}: image not found (is --images the folder the annotations' file_name values are relative to?)"
+        )
     if cfg.val_ann_file is not None:
         val = load_coco(cfg.val_ann_file)
         foreign = sorted(set(val.getCatIds()) - set(label_map.labels()))
@@ -101,13 +110,19 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
             raise InputError(f"{value}: {name.replace('_', ' ')} not found")
 
     if "://" in cfg.out:
-        raise InputError(f"{cfg.out}: --out must be a folder path (on a cluster: one every node mounts, e.g. NFS/EFS); "
-                         "images and annotations may be URLs")
+        raise InputError(
+            f"{cfg.out}: --out must be a folder path (on a cluster: one every node mounts, e.g. NFS/EFS); "
+            "images and annotations may be URLs"
+        )
     out = Path(cfg.out)
     existing = list_checkpoints(out)
     for step, directory in existing[:1]:
         meta = json.loads((directory / "meta.json").read_text())
-        for key, want in (("arch", cfg.arch), ("num_classes", label_map.num_classes), ("fixation_policy", cfg.fixation)):
+        for key, want in (
+            ("arch", cfg.arch),
+            ("num_classes", label_map.num_classes),
+            ("fixation_policy", cfg.fixation),
+        ):
             if meta.get(key) is not None and meta.get(key) != want:
                 raise InputError(
                     f"{directory}: this output folder holds a run with {key}={meta.get(key)!r}, not {want!r}; "
@@ -167,7 +182,9 @@ def train(cfg: TrainConfig, *, address: str | None = None, quiet_ray: bool = Tru
     use_gpu = cfg.use_gpu
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    scaling = ray.train.ScalingConfig(num_workers=cfg.workers, use_gpu=bool(use_gpu), resources_per_worker={"CPU": cfg.cpus_per_worker})
+    scaling = ray.train.ScalingConfig(
+        num_workers=cfg.workers, use_gpu=bool(use_gpu), resources_per_worker={"CPU": cfg.cpus_per_worker}
+    )
     run_kwargs: dict[str, Any] = dict(
         name=RUN_NAME,
         storage_path=str(out),
@@ -182,7 +199,9 @@ def train(cfg: TrainConfig, *, address: str | None = None, quiet_ray: bool = Tru
         f"({'GPU' if use_gpu else 'CPU'}), steps {resumed_from}->{cfg.steps}, fixation {cfg.fixation}, out {out}",
         flush=True,
     )
-    trainer = TorchTrainer(train_loop_per_worker, train_loop_config=worker_config, scaling_config=scaling, run_config=run_config)
+    trainer = TorchTrainer(
+        train_loop_per_worker, train_loop_config=worker_config, scaling_config=scaling, run_config=run_config
+    )
     try:
         result = trainer.fit()
     except (KeyboardInterrupt, SystemExit):
@@ -190,7 +209,9 @@ def train(cfg: TrainConfig, *, address: str | None = None, quiet_ray: bool = Tru
     except Exception as err:  # noqa: BLE001 - Ray wraps worker errors; show the cause in one line
         if isinstance(err, FoveaRayError):
             raise
-        raise FoveaRayError(_error_line(err) + f" (checkpoints so far are in {out}; rerun the same command to resume)") from err
+        raise FoveaRayError(
+            _error_line(err) + f" (checkpoints so far are in {out}; rerun the same command to resume)"
+        ) from err
     final = list_checkpoints(out)
     if not final:
         raise FoveaRayError(f"{out}: training ended without a checkpoint")
@@ -198,4 +219,3 @@ def train(cfg: TrainConfig, *, address: str | None = None, quiet_ray: bool = Tru
     meta = read_meta(directory) or {}
     metrics = dict(getattr(result, "metrics", None) or meta.get("metrics", {}))
     return TrainResult(out, directory / "model.pt", step, metrics, resumed_from)
-
