@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from fovea_ray.errors import FoveaRayError
+from fovea_ray.errors import FoveaRayError, InputError
 from fovea_ray.train.config import TrainConfig
 from fovea_ray.train.fixation import draw_fixations, foveate_images
 from fovea_ray.train.metrics import PhaseTimer
@@ -112,8 +112,9 @@ def calibrate_frozen_bn(model: torch.nn.Module, images: Sequence[torch.Tensor]) 
 def load_backbone_weights(model: torch.nn.Module, source: str, arch: str) -> None:
     """Load an ImageNet ResNet classification state dict into ``model.backbone.body``.
 
-    ``source`` is a path (torchvision ``resnet101-*.pth`` or any ResNet trained e.g. on
-    foveated ImageNet, as the study's was) or ``"torchvision"`` (ImageNet weights,
+    ``source`` is a path (torchvision ``resnet101-*.pth``, any ResNet trained e.g. on
+    foveated ImageNet, as the study's was, or a ``fovea-ray pretrain`` output folder,
+    whose newest checkpoint is used and whose arch must match) or ``"torchvision"`` (ImageNet weights,
     downloaded). The classifier (``fc.*``) is dropped; every backbone tensor must be
     present with the right shape.
     """
@@ -132,7 +133,18 @@ def load_backbone_weights(model: torch.nn.Module, source: str, arch: str) -> Non
                 "on a machine without internet copy that file into the torch hub cache or pass its path as backbone weights"
             ) from err
     else:
-        state = load_checkpoint(source)
+        from fovea_ray.pretrain.checkpoint import find_pretrained, load_pretrained
+
+        if find_pretrained(source) is not None:
+            # A `fovea-ray pretrain` output folder: its newest checkpoint, same arch only.
+            pre_arch, state, meta = load_pretrained(source)
+            if pre_arch != arch:
+                raise InputError(
+                    f"{source}: pretrained {pre_arch} backbone (step {meta['step']}) cannot initialise a {arch} "
+                    f"Mask R-CNN; pass --arch {pre_arch}"
+                )
+        else:
+            state = load_checkpoint(source)
     body = model.backbone.body
     own = body.state_dict()
     state = {

@@ -81,7 +81,7 @@ def format_line(rec: Mapping[str, Any], steps: int) -> str:
     parts.append(f"lr {num('lr', '.2e')}")
     parts.append(f"{num('images_per_s', '.2f')} img/s")
     parts.append(f"fov {num('foveation_share', '.1f', 100.0)}%")
-    for key in ("bbox_AP", "segm_AP"):
+    for key in ("bbox_AP", "segm_AP", "train_top1", "val_top1", "val_top5"):
         if key in rec:
             parts.append(f"{key} {num(key, '.3f')}")
     return "  ".join(parts)
