@@ -161,6 +161,8 @@ class ClassifierStep:
         steps: int,
         rank: int = 0,
     ) -> None:
+        if foveator is None and cfg.fixation != "none":
+            raise ValueError(f"fixation policy {cfg.fixation!r} needs a Foveator")
         self.model, self.cfg, self.foveator, self.device = model, cfg, foveator, torch.device(device)
         self.steps, self.rank = int(steps), int(rank)
         self.optimizer = torch.optim.SGD(
