@@ -59,6 +59,20 @@ def _usable(batch: Mapping[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarr
     return images, np.asarray(batch["label"])[ok], np.asarray(batch["row"])[ok], int((~ok).sum())
 
 
+def _skipped_at(source: Any) -> int:
+    """``skipped_images`` recorded in the resume checkpoint (a directory or a Ray Checkpoint)."""
+    from pathlib import Path
+
+    from fovea_ray.train.checkpoint import read_meta
+
+    if isinstance(source, Path):
+        meta = read_meta(source)
+    else:
+        with source.as_directory() as d:
+            meta = read_meta(d)
+    return int((meta or {}).get("skipped_images", 0))
+
+
 def pretrain_loop_per_worker(config: Mapping[str, Any]) -> None:
     """The Ray Train worker function (``TorchTrainer(train_loop_per_worker=...)``).
 
@@ -121,7 +135,8 @@ def pretrain_loop_per_worker(config: Mapping[str, Any]) -> None:
         top1, top5, n = _all_reduce_sum(totals, world).tolist()
         return {"val_top1": top1 / max(n, 1), "val_top5": top5 / max(n, 1), "val_images": int(n)}
 
-    skipped_total = 0
+    # Unreadable images count over the whole run: a resumed run starts from the checkpoint's count.
+    skipped_total = _skipped_at(source) if (source is not None and rank == 0) else 0
     last_log_time = time.perf_counter()
     window = torch.zeros(4, dtype=torch.float64)  # loss sum, correct, images, steps since the last line
     metrics: dict[str, Any] = {}

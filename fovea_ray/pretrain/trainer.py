@@ -134,6 +134,7 @@ def pretrain(cfg: PretrainConfig, *, address: str | None = None, quiet_ray: bool
     (out / "pretrain_config.json").write_text(json.dumps(cfg.to_dict(), indent=1, sort_keys=True))
 
     import ray
+    import ray.data
     import ray.train
     from ray.train.torch import TorchTrainer
 
@@ -146,6 +147,9 @@ def pretrain(cfg: PretrainConfig, *, address: str | None = None, quiet_ray: bool
     if use_gpu is None:
         use_gpu = ray.cluster_resources().get("GPU", 0) > 0
 
+    if quiet_ray:
+        # Datasets carry the driver's DataContext to the workers: no progress bars in the log.
+        ray.data.DataContext.get_current().enable_progress_bars = False
     train_ref = ray.put(plan.train.table())
     datasets: dict[str, Any] = {}
     for rank in range(cfg.workers):
@@ -174,9 +178,10 @@ def pretrain(cfg: PretrainConfig, *, address: str | None = None, quiet_ray: bool
                 max_side=cfg.max_side,
                 concurrency=cfg.read_concurrency,
             )
-    options = ray.train.DataConfig.default_ingest_options()
+    from ray.data import ExecutionOptions
+
     # Each rank's rows must arrive in step order (exact resume); see fovea_ray.pretrain.data.
-    options.preserve_order = True
+    options = ExecutionOptions(preserve_order=True)
     data_config = ray.train.DataConfig(datasets_to_split=[], execution_options=options)
 
     scaling = ray.train.ScalingConfig(

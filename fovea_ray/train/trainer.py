@@ -108,6 +108,15 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
         value = getattr(cfg, name)
         if value and value.lower() not in ("none", "torchvision") and not Path(value).exists():
             raise InputError(f"{value}: {name.replace('_', ' ')} not found")
+    if cfg.backbone_weights and cfg.backbone_weights.lower() != "torchvision":
+        from fovea_ray.pretrain.checkpoint import find_pretrained
+
+        found = find_pretrained(cfg.backbone_weights)
+        if found is not None and found[1].get("arch") != cfg.arch:
+            raise InputError(
+                f"{found[0]}: pretrained {found[1].get('arch')} backbone cannot initialise a {cfg.arch} Mask R-CNN; "
+                f"pass --arch {found[1].get('arch')}"
+            )
 
     if "://" in cfg.out:
         raise InputError(
