@@ -26,6 +26,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8, help="per worker")
     p.add_argument("--input-size", type=int, default=48)
     p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--min-crop-scale", type=float, default=0.08)
     p.add_argument("--fixation", default="center")
     p.add_argument("--ppd", type=float, default=70.0, help="70 px/deg: blur from ~20 px off the fixation")
     p.add_argument("--eval-every", type=int, default=50)
@@ -52,6 +53,7 @@ def main() -> None:
             lr=args.lr,
             warmup_steps=args.steps // 15,
             input_size=args.input_size,
+            crop_scale=(args.min_crop_scale, 1.0),
             fixation=args.fixation,
             pixels_per_degree=args.ppd,
             workers=args.workers,

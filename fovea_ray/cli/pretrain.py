@@ -44,6 +44,9 @@ def pretrain(
     max_side: int = typer.Option(
         512, "--max-side", help="Decoded images are downscaled in the CPU task to at most this side (0 = never)."
     ),
+    min_crop_scale: float = typer.Option(
+        0.08, "--min-crop-scale", help="Smallest random-resized-crop area, as a fraction of the image (ImageNet: 0.08)."
+    ),
     hflip: float = typer.Option(0.5, "--hflip", help="Probability of a horizontal flip per image."),
     fixation: str = typer.Option(
         "center", "--fixation", help="Fixation policy: center (the study's), uniform, or none (unfoveated control)."
@@ -103,6 +106,7 @@ def pretrain(
         amp=amp,
         input_size=input_size,
         max_side=max_side or None,
+        crop_scale=(min_crop_scale, 1.0),
         hflip=hflip,
         fixation=fixation,
         pixels_per_degree=ppd,
