@@ -69,7 +69,8 @@ def main() -> None:
         recs = read_metrics(out)
     chance = 1 / args.classes
     print(
-        f"\n{args.arch} {args.input_size}px, {args.workers} workers x {args.batch}, fixation {args.fixation}, "
+        f"\n{args.arch} {args.input_size}px, min crop scale {args.min_crop_scale}, "
+        f"{args.workers} workers x {args.batch}, fixation {args.fixation}, "
         f"ppd {args.ppd}, chance {chance:.3f}, wall {wall:.0f} s"
     )
     print(f"{'steps':>11} {'loss':>7} {'train top-1':>12} {'val top-1':>10} {'val top-5':>10}")
