@@ -267,3 +267,22 @@ def test_pretrain_checkpoint_loads_as_backbone_weights_and_refuses_another_arch(
     assert "\n" not in str(info.value)
     with pytest.raises(InputError, match="no complete fovea-ray pretrain checkpoint"):
         load_pretrained(tmp_path / "ray_train" / "nothing")
+
+
+def test_index_and_read_through_an_fsspec_url(folder):
+    import fsspec
+
+    from fovea_ray.pretrain.data import read_rows
+    from fovea_ray.pretrain.index import index_imagefolder
+
+    fs = fsspec.filesystem("memory")
+    for p in (folder / "train").rglob("*.JPEG"):
+        fs.pipe(f"/sif-url/train/{p.parent.name}/{p.name}", p.read_bytes())
+    idx = index_imagefolder("memory://sif-url", "train")
+    local = index_imagefolder(str(folder), "train")
+    assert idx.root == "memory://sif-url/train" and idx.names.to_pylist() == local.names.to_pylist()
+    out = read_rows(np.array([0, 17]), idx.table(), idx.root, None)
+    ref = read_rows(np.array([0, 17]), local.table(), local.root, None)
+    assert out["ok"].all() and all(np.array_equal(a, b) for a, b in zip(out["image"], ref["image"]))
+    with pytest.raises(InputError, match=r"memory://nowhere/train: not found"):
+        index_imagefolder("memory://nowhere", "train")
