@@ -265,6 +265,13 @@ def test_pretrain_checkpoint_loads_as_backbone_weights_and_refuses_another_arch(
     with pytest.raises(InputError, match="pretrained resnet50 backbone .* cannot initialise a resnet101") as info:
         load_backbone_weights(build_model("resnet101", None, (64, 64), num_classes=3), str(out), "resnet101")
     assert "\n" not in str(info.value)
+    newest = out / "ray_train" / "checkpoint_00000004" / "model.pt"
+    assert load_pretrained(newest)[2]["step"] == 4 and load_pretrained(newest.parent)[2]["step"] == 4
+    plain = tmp_path / "resnet50-plain.pth"
+    torch.save(state, plain)  # a plain state dict beside the folder: loaded as before, not searched
+    detector2 = build_model("resnet50", None, (64, 64), num_classes=3)
+    load_backbone_weights(detector2, str(plain), "resnet50")
+    assert torch.equal(detector2.backbone.body.state_dict()["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
     with pytest.raises(InputError, match="no complete fovea-ray pretrain checkpoint"):
         load_pretrained(tmp_path / "ray_train" / "nothing")
 

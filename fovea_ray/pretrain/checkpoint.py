@@ -72,7 +72,10 @@ def find_pretrained(path: str | Path) -> tuple[Path, dict[str, Any]] | None:
 
     path = Path(path)
     if path.is_file():
-        path = path.parent
+        # A file: only its own checkpoint directory counts (a torchvision .pth sitting in a
+        # large folder must not trigger a search of that folder).
+        meta = read_meta(path.parent) if path.name == "model.pt" else None
+        return (path.parent, meta) if meta is not None and meta.get("kind") == KIND else None
     for _, directory in list_checkpoints(path):
         meta = read_meta(directory)
         if meta is not None and meta.get("kind") == KIND:
