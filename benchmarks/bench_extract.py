@@ -372,9 +372,8 @@ def memory(args) -> None:
         print(
             f"  {r['n']:6d} samples: peak RSS {r['peak_rss_mib']:7.1f} MiB  ({r['done']} done in {r['seconds']:.1f} s)"
         )
-    print(
-        f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {rows[-1]['peak_rss_mib'] / rows[0]['peak_rss_mib']:.3f}"
-    )
+    ratio = rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"]
+    print(f"  ratio of peak RSS ({rows[-1]['n']} vs {rows[0]['n']} samples): {ratio:.3f}")
 
 
 OMP_LOOP = r"""

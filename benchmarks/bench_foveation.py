@@ -131,7 +131,7 @@ def main() -> None:
                         runs["foveatorch L=6"] = lambda base6=base6, x=x, fix=fix: base6(x, fix)
 
             times: dict[str, list[float]] = {k: [] for k in runs}
-            for k, fn in runs.items():  # warm-up: allocations, tables, kernels
+            for fn in runs.values():  # warm-up: allocations, tables, kernels
                 _time(fn, device)
             spent: dict[str, float] = {k: 0.0 for k in runs}
             for _ in range(args.repeats):

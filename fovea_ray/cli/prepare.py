@@ -57,7 +57,10 @@ def prepare(
 ) -> None:
     """Build the type-1/type-0 sample manifest from COCO annotations.
 
-    Type 1 puts the anchor object at the fixation (sharp); type 0 puts it in the periphery at an eccentricity inside --ecc-band (blurred). One sample per image; per category as many type-1 as type-0 samples, as many as the data allows (an exact optimum, not first-come). Prints the counts per category and type, and writes them as JSON.
+    Type 1 puts the anchor object at the fixation (sharp); type 0 puts it in the periphery at an
+    eccentricity inside --ecc-band (blurred). One sample per image; per category as many type-1 as
+    type-0 samples, as many as the data allows (an exact optimum, not first-come). Prints the counts
+    per category and type, and writes them as JSON.
     """
     from fovea_ray.data.manifest import build_manifest, summary_path, write_manifest
 

@@ -37,7 +37,7 @@ def choose_pairs(df: pd.DataFrame, n_pairs: int, seed: int = 0) -> list[tuple[in
         pools[cat] = (list(rng.permutation(ones)), list(rng.permutation(zeros)))
     pairs: list[tuple[int, int]] = []
     while len(pairs) < n_pairs and any(o and z for o, z in pools.values()):
-        for cat, (ones, zeros) in pools.items():
+        for ones, zeros in pools.values():
             if ones and zeros and len(pairs) < n_pairs:
                 pairs.append((int(ones.pop()), int(zeros.pop())))
     return pairs

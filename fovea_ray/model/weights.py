@@ -242,7 +242,8 @@ def load_checkpoint_with_meta(path: str | Path) -> tuple[OrderedDict[str, torch.
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise InputError(
-            f"{file}: state dict entries that are not tensors: {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}"
+            f"{file}: state dict entries that are not tensors: "
+            f"{', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''}"
         )
     return strip_prefixes(state), meta, file
 

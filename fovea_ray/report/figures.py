@@ -177,7 +177,7 @@ def layer_curve(
         ax.axhline(control[3], color="#9a6700", lw=1.2, label="pixel control")
     ax.set_ylabel("−log10 p (asymptotic)")
     ax.legend(fontsize=8)
-    short = [l.replace("backbone.body.", "") for l in layers]
+    short = [name.replace("backbone.body.", "") for name in layers]
     ax.set_xticks(x, short, rotation=90, fontsize=7)
     return _png(fig)
 

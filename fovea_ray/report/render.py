@@ -313,7 +313,7 @@ def group_warnings(warnings: list[str]) -> list[str]:
         if not layers:
             out.append(note)
         elif len(layers) <= 2:
-            out.append(f"{', '.join(_short(l) for l in layers)}: {note}")
+            out.append(f"{', '.join(_short(name) for name in layers)}: {note}")
         else:
             out.append(f"{note} ({len(layers)} layers, e.g. {_short(layers[0])})")
     return out

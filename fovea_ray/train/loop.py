@@ -129,8 +129,9 @@ def load_backbone_weights(model: torch.nn.Module, source: str, arch: str) -> Non
             state = entry.get_state_dict(progress=False, check_hash=True)
         except Exception as err:  # network errors differ by platform; all mean "not fetched"
             raise FoveaRayError(
-                f"torchvision ImageNet {arch} weights could not be fetched from {entry.url} ({type(err).__name__}: {err}); "
-                "on a machine without internet copy that file into the torch hub cache or pass its path as backbone weights"
+                f"torchvision ImageNet {arch} weights could not be fetched from {entry.url} "
+                f"({type(err).__name__}: {err}); on a machine without internet copy that file into "
+                "the torch hub cache or pass its path as backbone weights"
             ) from err
     else:
         from fovea_ray.pretrain.checkpoint import find_pretrained, load_pretrained

@@ -125,7 +125,7 @@ def prepare_run(cfg: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
         )
     out = Path(cfg.out)
     existing = list_checkpoints(out)
-    for step, directory in existing[:1]:
+    for _step, directory in existing[:1]:
         meta = json.loads((directory / "meta.json").read_text())
         for key, want in (
             ("arch", cfg.arch),
