@@ -69,6 +69,17 @@ class InputSpec:
     interpolation: str = "bilinear"
     source: str = "default"
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> InputSpec:
+        """The inverse of :meth:`to_dict`."""
+        return cls(
+            tuple(int(v) for v in d["size"]),
+            tuple(float(v) for v in d.get("mean", IMAGENET_MEAN)),
+            tuple(float(v) for v in d.get("std", IMAGENET_STD)),
+            str(d.get("interpolation", "bilinear")),
+            str(d.get("source", "default")),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         d = asdict(self)
