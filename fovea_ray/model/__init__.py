@@ -9,25 +9,47 @@
 - :mod:`fovea_ray.model.convert` converts maskrcnn-benchmark / detectron2 R101-FPN models.
 """
 
-from fovea_ray.model.build import ARCHS, DETECTION_DEFAULT_LAYERS, CanvasTransform, build_model
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from fovea_ray.model.spec import DEFAULT_MODEL, DETECTION_MODELS, ModelRef, NetworkRef, parse_model, parse_network
-from fovea_ray.model.weights import load_checkpoint, resolve_checkpoint, weights_checksum
-from fovea_ray.model.zoo import InputSpec, default_layer
+
+# Everything else imports torch: loaded on first use, so that the driver can parse model
+# specs (``fovea_ray.model.spec``) without torch.
+_LAZY = {
+    "ARCHS": "build",
+    "DETECTION_DEFAULT_LAYERS": "build",
+    "CanvasTransform": "build",
+    "build_model": "build",
+    "load_checkpoint": "weights",
+    "resolve_checkpoint": "weights",
+    "weights_checksum": "weights",
+    "InputSpec": "zoo",
+    "default_layer": "zoo",
+}
 
 __all__ = [
-    "ARCHS",
     "DEFAULT_MODEL",
-    "DETECTION_DEFAULT_LAYERS",
     "DETECTION_MODELS",
-    "CanvasTransform",
-    "InputSpec",
     "ModelRef",
     "NetworkRef",
-    "build_model",
-    "default_layer",
-    "load_checkpoint",
     "parse_model",
     "parse_network",
+    "ARCHS",
+    "DETECTION_DEFAULT_LAYERS",
+    "CanvasTransform",
+    "build_model",
+    "load_checkpoint",
     "resolve_checkpoint",
     "weights_checksum",
+    "InputSpec",
+    "default_layer",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"fovea_ray.model.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'fovea_ray.model' has no attribute {name!r}")
