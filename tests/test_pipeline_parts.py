@@ -244,3 +244,22 @@ def test_sustained_rate_ignores_start_up_and_one_late_chunk():
     assert sustained_rate(arrivals) == pytest.approx(2.0, rel=0.05)
     assert sustained_rate(arrivals[:4]) == 0.0  # too few chunks to tell: not measured
     assert sustained_rate(arrivals[:1]) == 0.0
+
+
+def test_probe_resolves_patterns_once_into_frozen_facts():
+    """The probe turns patterns into names; the actors take only names."""
+    import dataclasses
+
+    from fovea_ray.pipeline.actor import ChunkExtractor, ModelSpec
+    from fovea_ray.pipeline.probe import probe_model
+
+    facts = probe_model("resnet50", None, (64, 64), 0, ["backbone.body.layer1.*"], ["mean"], True, 16.0)
+    assert facts.layers == tuple(f"backbone.body.layer1.{i}" for i in range(3)) and facts.channels == (256,) * 3
+    assert facts.stats == ("mean",) and len(facts.weights_checksum) == 64
+    assert facts.store_layers()["backbone.body.layer1.2"] == (256, ["mean"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        facts.layers = ()
+    spec = ModelSpec.from_facts(facts, arch="resnet50", weights=None, canvas=(64, 64), seed=0, backbone_only=True)
+    assert spec.layers == facts.layers and spec.weights_checksum == facts.weights_checksum
+    with pytest.raises(ValueError, match="resolved module names"):
+        ChunkExtractor(dataclasses.replace(spec, layers=("backbone.body.layer1.*",)))
