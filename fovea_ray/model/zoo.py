@@ -13,10 +13,11 @@ eval mode, with ``model.fovea_ray_info`` describing it:
     interpolation), timm's ``pretrained_cfg``, a ``fovea-ray pretrain`` folder's
     ``meta.json``. Otherwise ImageNet's mean and std, and the model's own input size
     (a torchvision ViT's ``image_size``) or :data:`DEFAULT_INPUT_SIZE`.
-``prefix_tokens``
+``prefix_tokens``, ``patch_tokens``
     how many leading tokens of a transformer's (B, N, C) maps are not patches (the class
     token: 1 for torchvision's ViT; timm's ``num_prefix_tokens``, which also counts
-    register tokens; 0 otherwise). The taps leave them out.
+    register tokens; 0 otherwise), and how many are patches (None: unknown). The taps
+    leave the prefix out of maps that hold both (N = prefix + patches).
 ``default_layer``
     the family's documented layer at about half depth (:func:`default_layer`).
 """
@@ -37,7 +38,17 @@ from torch import nn
 from fovea_ray.errors import FoveaRayError, InputError
 from fovea_ray.model.spec import ModelRef
 
-__all__ = ["DEFAULT_INPUT_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "InputSpec", "build_network", "default_layer"]
+__all__ = [
+    "DEFAULT_INPUT_SIZE",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "InputSpec",
+    "block_patterns",
+    "build_network",
+    "default_layer",
+    "patch_tokens",
+    "prefix_tokens",
+]
 
 #: Input side (pixels) of a classifier whose weights do not say (ImageNet's evaluation size).
 DEFAULT_INPUT_SIZE = 224
@@ -288,6 +299,22 @@ def prefix_tokens(model: nn.Module) -> int:
     return 0
 
 
+def patch_tokens(model: nn.Module) -> int | None:
+    """How many patch tokens a ViT's token maps hold (None when the model does not say).
+
+    A (B, N, C) map has its prefix tokens only when ``N`` = prefix + patches: the patch
+    embedding's own output (timm's ``patch_embed``) comes before the class token is added.
+    """
+    embed = getattr(model, "patch_embed", None)
+    count = getattr(embed, "num_patches", None)  # timm
+    if isinstance(count, int):
+        return count
+    seq = getattr(model, "seq_length", None)  # torchvision ViT: patches + class token
+    if isinstance(seq, int) and isinstance(getattr(model, "class_token", None), torch.Tensor):
+        return seq - 1
+    return None
+
+
 def _middle(container: nn.Module) -> str:
     names = [n for n, _ in container.named_children()]
     return names[(len(names) - 1) // 2] if names else ""
@@ -332,6 +359,36 @@ def default_layer(model: nn.Module) -> str:
     return _middle(model)
 
 
+def block_patterns(model: nn.Module) -> list[str]:
+    """Every block of the network, for a layer sweep (``--layers :blocks``), in depth order.
+
+    Mask R-CNN: the 33 (R101) / 16 (R50) bottlenecks ``backbone.body.layer*.*``; ResNets
+    ``layer*.*``; ConvNeXt the blocks of its four stages (not the downsampling layers);
+    ViT the encoder blocks; timm models with ``blocks`` those; models with ``features``
+    its entries; anything else its named children.
+    """
+    from torchvision.models import ConvNeXt, VisionTransformer
+
+    if hasattr(model, "transform") and hasattr(model, "backbone"):
+        return ["backbone.body.layer*.*"]
+    if isinstance(model, VisionTransformer):
+        return ["encoder.layers.*"]
+    if isinstance(model, ConvNeXt):
+        return [
+            f"features.{i}.{name}"
+            for i, stage in enumerate(model.features)
+            if i % 2 == 1
+            for name, _ in stage.named_children()
+        ]
+    if isinstance(getattr(model, "layer3", None), nn.Sequential):
+        return ["layer*.*"]
+    if isinstance(getattr(model, "blocks", None), (nn.Sequential, nn.ModuleList)):
+        return ["blocks.*"]
+    if isinstance(getattr(model, "features", None), nn.Sequential):
+        return ["features.*"]
+    return ["*"]
+
+
 def build_network(
     ref: ModelRef,
     weights: str | None,
@@ -370,6 +427,7 @@ def build_network(
         "seed": seed if state is None else None,
         "input": _input_spec(ref, model, entry, meta).to_dict(),
         "prefix_tokens": prefix_tokens(model),
+        "patch_tokens": patch_tokens(model),
         "default_layer": default_layer(model),
         "checksum": weights_checksum(model),
     }

@@ -54,6 +54,7 @@ class ModelSpec:
     batch_size: int = 8
     torch_threads: int | None = None
     weights_checksum: str | None = None
+    model: str | None = None  # a model spec of any network; replaces arch (the Mask R-CNN backbone)
 
     @classmethod
     def from_facts(cls, facts: ModelFacts, **network: Any) -> ModelSpec:
@@ -145,7 +146,12 @@ class ChunkExtractor:
             )
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed canvas: autotune once
-        self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
+        if spec.model:
+            self.model = build_model(
+                model=spec.model, weights=spec.weights, canvas=tuple(spec.canvas), seed=spec.seed, device=self.device
+            )
+        else:
+            self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
         self.weights_checksum = str(self.model.fovea_ray_info["checksum"])
         if spec.weights_checksum and spec.weights_checksum != self.weights_checksum:
             raise FoveaRayError(

@@ -124,9 +124,9 @@ class Tapper:
         input_spec: for a non-detection network, the resize and normalisation of its input (an
             :class:`~fovea_ray.model.zoo.InputSpec` or its dict); default
             ``model.fovea_ray_info["input"]``, else the images are fed as they are.
-        prefix_tokens: leading tokens of (B, N, C) maps left out of the statistics; default
-            ``model.fovea_ray_info["prefix_tokens"]``, else detected (timm's
-            ``num_prefix_tokens``, 1 for a torchvision ViT, else 0).
+        prefix_tokens: leading tokens of (B, N, C) maps left out of the statistics (of maps
+            with N = prefix + patch tokens); default ``model.fovea_ray_info["prefix_tokens"]``,
+            else detected (timm's ``num_prefix_tokens``, 1 for a torchvision ViT, else 0).
 
     The hooks act only during a call; running the model directly is unaffected. A module
     that runs more than once per forward pass (such as the ReLU shared by the three
@@ -148,6 +148,7 @@ class Tapper:
         prefix_tokens: int | None = None,
     ) -> None:
         from fovea_ray.model.zoo import InputSpec
+        from fovea_ray.model.zoo import patch_tokens as detect_patches
         from fovea_ray.model.zoo import prefix_tokens as detect_prefix
 
         info = getattr(model, "fovea_ray_info", None) or {}
@@ -159,6 +160,8 @@ class Tapper:
         if prefix_tokens is None:
             prefix_tokens = info.get("prefix_tokens", detect_prefix(model))
         self.prefix_tokens = int(prefix_tokens)
+        patches = info["patch_tokens"] if "patch_tokens" in info else detect_patches(model)
+        self.patch_tokens: int | None = None if patches is None else int(patches)
         if median_backend not in ("auto", "numpy", "torch"):
             raise ValueError(f"median_backend must be 'auto', 'numpy' or 'torch', got {median_backend!r}")
         self.model = model
@@ -255,7 +258,10 @@ class Tapper:
             rows = feature.reshape(-1, 1)
             return reduce_rows(rows, self._specs, median_backend=self.median_backend).view(*feature.shape, -1)
         batch, tokens, channels = feature.shape
-        skip = self.prefix_tokens if tokens > self.prefix_tokens else 0
+        # The prefix is there only when the map holds prefix + patches tokens (the patch
+        # embedding's output comes before the class token is added).
+        full = self.prefix_tokens + self.patch_tokens if self.patch_tokens is not None else None
+        skip = self.prefix_tokens if (tokens == full or (full is None and tokens > self.prefix_tokens)) else 0
         patches = feature[:, skip:, :]
         # Channels to rows: (B, N', C) -> (B, C, N'); the copy is one map, on the device.
         rows = patches.transpose(1, 2).reshape(batch * channels, tokens - skip)
