@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -85,15 +86,24 @@ def manifest_checksum(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _weights_kind(weights: str | os.PathLike | None) -> str | None:
-    """``None`` (random), ``"torchvision"``, or the checkpoint path as a string."""
+#: Weights named by a keyword, not a file: torchvision enum names (``IMAGENET1K_V2``,
+#: ``DEFAULT``, ``ResNet50_Weights.IMAGENET1K_V2``) and timm's ``pretrained``.
+_WEIGHTS_KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)?$")
+_WEIGHTS_FILES = (".pt", ".pth", ".bin", ".safetensors", ".pkl", ".ckpt")
+
+
+def _weights_kind(weights: str | os.PathLike | None, detection: bool = True) -> str | None:
+    """``None`` (random), ``"torchvision"``, a classifier's weights keyword, or the checkpoint path."""
     if weights is None:
         return None
     text = os.fspath(weights)
-    if text.lower() in ("", "none"):
+    if text.lower() in ("", "none", "random"):
         return None
     if text.lower() == "torchvision":
         return "torchvision"
+    looks_like_file = text.lower().endswith(_WEIGHTS_FILES) or not _WEIGHTS_KEYWORD.match(text)
+    if not detection and not looks_like_file and not Path(text).expanduser().exists():
+        return text  # IMAGENET1K_V2, DEFAULT, pretrained: checked when the network is built
     if "://" not in text and not Path(text).expanduser().exists():
         raise InputError(
             f"{text}: weights file or checkpoint directory not found (use --weights none for random weights)"
@@ -175,6 +185,7 @@ class ExtractOptions:
 
     arch: str = "resnet101"
     weights: str | None = None
+    model: str | None = None
     layers: tuple[str, ...] = ()
     stats: tuple[str, ...] = DEFAULT_STATS
     chunk_size: int = DEFAULT_CHUNK_SIZE
@@ -188,20 +199,48 @@ class ExtractOptions:
     torch_threads: int | None = None
 
     @classmethod
-    def validated(cls, *, weights: str | os.PathLike | None, layers: Sequence[str] | None, **kw: Any) -> ExtractOptions:
-        """Check the values (one-line :class:`InputError` naming the bad one) and build the options."""
+    def validated(
+        cls,
+        *,
+        weights: str | os.PathLike | None,
+        layers: Sequence[str] | None,
+        model: str | None = None,
+        arch: str | None = None,
+        **kw: Any,
+    ) -> ExtractOptions:
+        """Check the values (one-line :class:`InputError` naming the bad one) and build the options.
+
+        A detection ``model`` (``maskrcnn_resnet50_fpn``) becomes its ``arch``, so the store's
+        config is the same as with ``--arch``; any other network is kept as ``model``.
+        """
+        from fovea_ray.model.spec import model_from_arch, parse_model
         from fovea_ray.pipeline.actor import PRECISIONS
 
-        opts = cls(weights=_weights_kind(weights), **kw)
-        if opts.arch not in DEFAULT_LAYERS:
-            raise InputError(f"unknown arch {opts.arch!r}; choose one of {', '.join(DEFAULT_LAYERS)}")
+        if model is not None and arch is not None:
+            raise InputError(f"give --arch {arch} or --model {model}, not both")
+        try:
+            ref = parse_model(model) if model is not None else parse_model(model_from_arch(arch or "resnet101"))
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if ref.weights is not None:
+            given = None if weights is None else os.fspath(weights)
+            if given not in (None, "", "none") and given != ref.weights:
+                raise InputError(f"weights given twice: --model {model} and --weights {given}")
+            weights = ref.weights
+        detection = ref.kind == "detection"
+        opts = cls(
+            weights=_weights_kind(weights, detection),
+            arch=ref.arch if detection else "",
+            model=None if detection else ref.name,
+            **kw,
+        )
         if int(opts.chunk_size) < 1 or int(opts.batch_size) < 1:
             raise InputError(f"chunk_size and batch_size must be >= 1, got {opts.chunk_size} and {opts.batch_size}")
         if opts.precision not in PRECISIONS:
             raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
         return replace(
             opts,
-            layers=tuple(layers) if layers else DEFAULT_LAYERS[opts.arch],
+            layers=tuple(layers) if layers else (DEFAULT_LAYERS[opts.arch] if detection else ()),
             stats=tuple(opts.stats),
             chunk_size=int(opts.chunk_size),
             batch_size=int(opts.batch_size),
@@ -212,10 +251,19 @@ class ExtractOptions:
 
     @property
     def weights_label(self) -> str:
-        """``"random"``, ``"torchvision"`` or ``"checkpoint"``: the store config's ``weights``."""
+        """``"random"``, ``"torchvision"``, ``"checkpoint"`` or a classifier's weights keyword
+        (``IMAGENET1K_V2``, ``pretrained``): the store config's ``weights``."""
         if self.weights is None:
             return "random"
-        return "torchvision" if self.weights == "torchvision" else "checkpoint"
+        if self.weights == "torchvision":
+            return "torchvision"
+        keyword = bool(_WEIGHTS_KEYWORD.match(self.weights)) and not self.weights.lower().endswith(_WEIGHTS_FILES)
+        return self.weights if keyword and self.model is not None else "checkpoint"
+
+    @property
+    def network(self) -> str:
+        """The network in words: the model name, or the detector's backbone."""
+        return self.model or f"maskrcnn_{self.arch}_fpn"
 
 
 @dataclass(frozen=True)
@@ -288,7 +336,18 @@ def _probe_key(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> tup
             return None  # a remote file or a training directory (its newest checkpoint moves on)
         st = Path(opts.weights).stat()
         stamp = (st.st_size, st.st_mtime_ns)
-    return (opts.arch, opts.weights, stamp, tuple(canvas), opts.seed, opts.layers, opts.stats, opts.backbone_only, ppd)
+    return (
+        opts.arch,
+        opts.model,
+        opts.weights,
+        stamp,
+        tuple(canvas),
+        opts.seed,
+        opts.layers,
+        opts.stats,
+        opts.backbone_only,
+        ppd,
+    )
 
 
 def _probe(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> ModelFacts:
@@ -312,13 +371,15 @@ def _probe(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> ModelFa
                 list(opts.stats),
                 opts.backbone_only,
                 ppd,
+                opts.model,
             )
         )
     except Exception as exc:  # noqa: BLE001 - surface the user's error (bad layer, bad weights)
         cause = _cause(exc)
         if isinstance(cause, (InputError, FoveaRayError, ValueError, KeyError)):
             raise InputError(
-                f"could not build the network ({opts.arch}, weights={opts.weights or 'random'}): {one_line(cause, 600)}"
+                f"could not build the network ({opts.network}, weights={opts.weights or 'random'}): "
+                f"{one_line(cause, 600)}"
             ) from exc
         raise
     if key is not None:
@@ -329,11 +390,17 @@ def _probe(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> ModelFa
 def _store_config(
     df: pd.DataFrame, opts: ExtractOptions, facts: ModelFacts, canvas: tuple[int, int], precision: str
 ) -> dict[str, Any]:
-    """The run's canonical config: the store keeps it, and a resume must match it key for key."""
+    """The run's canonical config: the store keeps it, and a resume must match it key for key.
+
+    Mask R-CNN runs keep the ``arch`` key (stores made before other networks resume as
+    before); any other network is recorded as ``model`` plus its ``input`` resize and
+    normalisation, which are part of the experiment.
+    """
+    network: dict[str, Any] = {"arch": opts.arch} if opts.model is None else {"model": opts.model, "input": facts.input}
     return {
         "manifest_checksum": manifest_checksum(df),
         "n_samples": len(df),
-        "arch": opts.arch,
+        **network,
         "weights": opts.weights_label,
         "weights_checksum": facts.weights_checksum,
         "layers": list(facts.layers),
@@ -389,6 +456,7 @@ def _open_or_create(
             "versions": {**_versions(), **facts.versions},
             "weights_checksum": facts.weights_checksum,
             "weights_source": opts.weights or "random",
+            "default_layer": facts.default_layer,
             "foveation": facts.foveation,
             "manifest": source,
             "status": "created",
@@ -537,10 +605,11 @@ def extract(
     out: str | os.PathLike,
     *,
     weights: str | os.PathLike | None = None,
-    arch: str = "resnet101",
+    arch: str | None = None,
     layers: Sequence[str] | None = None,
     stats: Sequence[str] = DEFAULT_STATS,
     address: str | None = None,
+    model: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
@@ -565,15 +634,22 @@ def extract(
     weights : str, path or None
         ``None``/``"none"`` (random weights drawn from ``seed``), a checkpoint path or
         training output directory, or ``"torchvision"``.
-    arch : str
-        ``"resnet101"`` or ``"resnet50"``.
+    arch : str, optional
+        ``"resnet101"`` (the default) or ``"resnet50"``: Mask R-CNN on that backbone.
     layers : sequence of str, optional
-        Layer names or patterns (:func:`fovea_ray.taps.resolve_layers`); default the
-        study's ``backbone.body.layer3.22.bn3`` (R101) / ``layer3.5.bn3`` (R50).
+        Layer names or patterns (:func:`fovea_ray.taps.resolve_layers`), or ``:default`` /
+        ``:blocks`` (the network's default layer / every block); default the study's
+        ``backbone.body.layer3.22.bn3`` (R101) / ``layer3.5.bn3`` (R50), and for another
+        network its family's default layer (:func:`fovea_ray.model.zoo.default_layer`).
     stats : sequence of str
         Per-channel reductions (:func:`fovea_ray.taps.capture`).
     address : str, optional
         Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
+    model : str, optional
+        Any network as a model spec (:mod:`fovea_ray.model.spec`): ``resnet50``,
+        ``vit_b_16@IMAGENET1K_V1``, ``timm:NAME``, ``package.module:function``, or a
+        detector name; give ``arch`` or ``model``. A classifier sees the canvas resized and
+        normalised as its weights say, and has no anchor score (NaN in the store).
     chunk_size : int
         Samples per store chunk (the unit of work, of writing and of resume).
     batch_size : int
@@ -584,7 +660,8 @@ def extract(
         Stop with an error at the first sample that fails (and leave its chunk not
         done), instead of recording it and going on.
     backbone_only : bool
-        Run only the backbone (+FPN): faster, no anchor scores.
+        Run only the backbone (+FPN): faster, no anchor scores. For another network: stop
+        after the deepest tapped layer.
     device : str, optional
         ``None`` (GPU actors where the cluster has GPUs, else CPU), ``"cuda"`` (GPU
         actors; an autoscaling cluster adds GPU nodes) or ``"cpu"``.
@@ -622,6 +699,7 @@ def extract(
         weights=weights,
         layers=layers,
         arch=arch,
+        model=model,
         stats=stats,
         chunk_size=chunk_size,
         batch_size=batch_size,
@@ -664,6 +742,7 @@ def extract(
     spec = ModelSpec.from_facts(
         facts,
         arch=opts.arch,
+        model=opts.model,
         weights=opts.weights,
         canvas=canvas,
         seed=opts.seed,
