@@ -113,3 +113,21 @@ def test_network_store_and_all_layer_tests(ray_session, manifest, tmp_path, mode
     assert doc["main_layer"] == default
     tested = [r["layer"] for r in doc["table"] if r["layer"] != "controls/pixels"]
     assert tested == st.layers  # the layer curve in the model's depth order
+
+
+def test_bad_networks_are_one_line_errors(ray_session, manifest, tmp_path):
+    from fovea_ray.data.manifest import write_manifest
+
+    path = str(write_manifest(manifest, tmp_path / "m.parquet"))
+    out = str(tmp_path / "s.zarr")
+    cases = [
+        (["--model", "resnt50"], "unknown model 'resnt50'; nearest: resnet50"),
+        (["--model", "resnet18", "--layers", "layer9.*"], "its layers: conv1, bn1, relu, maxpool, layer1"),
+        (["--model", "_factories:not_a_module"], "returned a dict, not a torch nn.Module"),
+        (["--model", "resnet18", "--arch", "resnet50"], "not both"),
+    ]
+    for extra, message in cases:
+        code, text = _cli(["extract", path, "--out", out, "--no-progress", *extra])
+        lines = [line for line in text.splitlines() if line.startswith("fovea-ray: error")]
+        assert code == 2 and len(lines) == 1 and message in lines[0], text
+        assert "Traceback" not in text

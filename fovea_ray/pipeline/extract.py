@@ -331,7 +331,7 @@ _PROBES: dict[tuple, ModelFacts] = {}
 def _probe_key(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> tuple | None:
     """Cache key for a probe, or None (not cached) for weights that may change under one name."""
     stamp: tuple = ()
-    if opts.weights not in (None, "torchvision"):
+    if opts.weights not in (None, "torchvision") and opts.weights_label == "checkpoint":
         if "://" in opts.weights or Path(opts.weights).is_dir():
             return None  # a remote file or a training directory (its newest checkpoint moves on)
         st = Path(opts.weights).stat()
