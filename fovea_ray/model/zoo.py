@@ -234,7 +234,10 @@ def _build_factory(ref: ModelRef, weights: str | None, seed: int):
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise InputError(f"{ref.name}: cannot import module {module_name!r} ({err})") from err
+        raise InputError(
+            f"{ref.name}: cannot import module {module_name!r} ({err}); it must be importable where the "
+            "network is built (every Ray worker: install it, or put it on PYTHONPATH)"
+        ) from err
     factory: Any = module
     for part in attr.split("."):
         if not hasattr(factory, part):
