@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="resnet50")
     parser.add_argument("--layers", default="layer*.*", help="the taps (default: every bottleneck block)")
+    parser.add_argument("--stats", default=",".join(STATS), help="per-channel statistics (default mean,median,max)")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
@@ -45,7 +46,7 @@ def main() -> None:
     model = build_model(model=args.model, canvas=224, device=device)
     spec = InputSpec.from_dict(model.fovea_ray_info["input"])
     images = torch.rand(args.batch, 3, *spec.size, generator=torch.Generator().manual_seed(0)).to(device)
-    tapper = Tapper(model, args.layers, STATS)
+    tapper = Tapper(model, args.layers, args.stats.split(","))
     hook = [0.0]
     reduce = tapper._reduce
 
@@ -92,7 +93,8 @@ def main() -> None:
     nbytes = sum(t.numel() * t.element_size() for t in out.taps.values())
     load = os.getloadavg()
     print(
-        f"{args.model}, {len(tapper.layers)} taps ({args.layers}), batch {args.batch} x 3 x {spec.size[0]} x "
+        f"{args.model}, {len(tapper.layers)} taps ({args.layers}, {','.join(tapper.stats)}), "
+        f"batch {args.batch} x 3 x {spec.size[0]} x "
         f"{spec.size[1]}, {args.threads} threads, {device}, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
