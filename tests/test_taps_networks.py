@@ -151,3 +151,18 @@ def test_tappable_layers_and_a_pattern_that_matches_nothing(canvases):
     assert list(found) == names  # depth order
     with pytest.raises(ValueError, match=r"matches no module.*its layers: conv_proj, encoder, .*encoder.layers"):
         resolve_layers(net, "encoder.layer.*")
+
+
+@pytest.mark.parametrize("n", [49, 196, 1000, 1001, 3136])
+def test_zero_median_fast_path_is_exact(n):
+    """Post-ReLU rows (about half zeros): medians equal numpy's, NaN rows stay NaN."""
+    from fovea_ray.taps.reductions import median_rows
+
+    rng = np.random.default_rng(n)
+    x = rng.standard_normal((200, n)).astype(np.float32) + rng.uniform(-0.3, 0.3, (200, 1)).astype(np.float32)
+    x = np.maximum(x, 0)
+    x[::7] -= 0.01  # rows with negative values too
+    x[5, 3], x[6], x[7, : n // 2 + 1] = np.nan, 0.0, 0.0
+    got = median_rows(torch.from_numpy(x)).numpy()
+    assert np.array_equal(got, np.median(x, axis=1).astype(np.float32), equal_nan=True)
+    assert np.isnan(got[5]) and got[6] == 0 and got[7] == 0 and (got == 0).mean() > 0.2

@@ -91,7 +91,8 @@ def parse_stats(stats: str | Iterable[str]) -> list[StatSpec]:
         match = _TOPK.match(name)
         if match is None:
             raise ValueError(
-                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, topk_mean@K (K a count or a fraction in (0, 1))"
+                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, "
+                "topk_mean@K (K a count or a fraction in (0, 1))"
             )
         k = float(match.group("k")) if match.group("k") else 0.1
         if not (0 < k < 1 or (k >= 1 and k == int(k))):
