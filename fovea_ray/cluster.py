@@ -41,10 +41,12 @@ def probe(address: str | None) -> str:
         return "none given (a local Ray starts on demand; set --address or RAY_ADDRESS for a cluster)"
     import ray
 
+    from fovea_ray.errors import one_line
+
     try:
         ray.init(address=address, logging_level="ERROR", ignore_reinit_error=True)
         res = ray.cluster_resources()
         ray.shutdown()
         return f"reachable at {address}: {res.get('CPU', 0):.0f} CPUs, {res.get('GPU', 0):.0f} GPUs"
     except Exception as exc:  # noqa: BLE001 - report, never fail `info`
-        return f"not reachable at {address} ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+        return f"not reachable at {address} ({type(exc).__name__}: {one_line(exc, 200)})"

@@ -13,3 +13,24 @@ class FoveaRayError(Exception):
 
 class InputError(FoveaRayError, ValueError):
     """An input file or value is unreadable or invalid."""
+
+
+def one_line(message: object, limit: int = 2000) -> str:
+    """``message`` with its whitespace collapsed to single spaces, cut to ``limit`` characters.
+
+    Parameters
+    ----------
+    message : object
+        A string or an exception; an exception with an empty message gives its type's name.
+    limit : int
+        Most characters returned; a longer text ends in ``...``.
+
+    Returns
+    -------
+    str
+        One line for a terminal, a log or the store's ``samples/error`` column.
+    """
+    text = " ".join(str(message).split())
+    if not text and isinstance(message, BaseException):
+        text = type(message).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -46,3 +46,27 @@ def test_unexpected_error_is_one_line_and_debug_shows_traceback():
     assert out.returncode != 0
     assert "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[0].startswith("fovea-ray: error:")
+
+
+def test_train_options_take_their_defaults_from_the_trainer_config():
+    """`fovea-ray train` with only the required options builds exactly TrainConfig's defaults."""
+    import dataclasses
+
+    import typer.main
+
+    from fovea_ray.cli import app
+    from fovea_ray.train.config import TrainConfig
+
+    cmd = typer.main.get_command(app).commands["train"]
+    defaults = {p.name: p.default for p in cmd.params}
+    names = {"ppd": "pixels_per_degree", "gpu": "use_gpu", "rpn_pre_nms": "rpn_pre_nms_top_n"}
+    names |= {"rpn_post_nms": "rpn_post_nms_top_n", "rpn_batch": "rpn_batch_size_per_image"}
+    names |= {"roi_batch": "box_batch_size_per_image"}
+    fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    checked = 0
+    for opt, value in defaults.items():
+        field = names.get(opt, opt)
+        if field in fields and fields[field] is not dataclasses.MISSING and opt != "milestones":
+            assert value == fields[field], (opt, value, fields[field])
+            checked += 1
+    assert checked >= 25 and defaults["milestones"] is None  # None: TrainConfig's (2/3, 8/9), not a rounded copy

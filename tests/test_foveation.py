@@ -348,3 +348,33 @@ def test_cuda_matches_cpu():  # pragma: no cover - no GPU in CI
         gpu = fov(x.cuda(), torch.tensor(fix).cuda())
         assert gpu.device.type == "cuda"
         torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-4, rtol=0)
+
+
+def test_eccentricity_for_cutoff_inverts_the_cutoff():
+    from fovea_ray.foveation.model import E2, cutoff_cpd, eccentricity_for_cutoff
+
+    ecc = np.array([0.0, 0.5, 2.3, 8.0, 12.0, 40.0])
+    np.testing.assert_allclose(eccentricity_for_cutoff(cutoff_cpd(ecc)), ecc, rtol=0, atol=1e-12)
+    f = np.array([1.0, 6.4, 15.0, 39.0])
+    np.testing.assert_allclose(cutoff_cpd(eccentricity_for_cutoff(f)), f, rtol=1e-12)
+    # Other parameters, and torch tensors, round-trip too.
+    kw = dict(e2=1.0, ct0=0.05, alpha=0.2)
+    np.testing.assert_allclose(eccentricity_for_cutoff(cutoff_cpd(ecc, **kw), **kw), ecc, atol=1e-12)
+    t = torch.tensor([3.0, 9.0], dtype=torch.float64)
+    assert torch.allclose(eccentricity_for_cutoff(cutoff_cpd(t)), t)
+    # The half-resolution eccentricity: the cutoff is half the fovea's there.
+    assert eccentricity_for_cutoff(cutoff_cpd(0.0) / 2) == pytest.approx(E2)
+    assert eccentricity_for_cutoff(cutoff_cpd(0.0) * 2) < 0  # finer than the fovea resolves: nowhere
+
+
+def test_foveation_model_is_torch_free():
+    """The driver reads the Geisler-Perry defaults without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import fovea_ray.foveation.model as m; from fovea_ray.data.manifest import build_manifest; "
+        "assert m.E2 == 2.3 and m.CT0 == 1 / 64 and m.ALPHA == 0.106; print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fovea_ray.pipeline.anchor import anchor_box_on_canvas, anchor_score, box_iou
+from fovea_ray.pipeline.anchor import anchor_box_on_canvas, anchor_score
 from fovea_ray.pipeline.extract import manifest_checksum
 from fovea_ray.pipeline.read import fetch_bytes, read_chunk
 from fovea_ray.pipeline.sink import ACT_PREFIX, write_chunks
@@ -45,14 +45,46 @@ def test_fetch_bytes_records_failures(tmp_path):
     assert row["blobs"] == [b"\xff\xd8\xffdata"] and row["read_error"] == [""]
 
 
-def test_box_iou_matches_torchvision():
-    from torchvision.ops import box_iou as tv_iou
+def _numpy_anchor_score(det: dict, anchor: np.ndarray, category_id: int) -> float:
+    """The pipeline's former numpy IoU and matching rule: the oracle for the torchvision one."""
+    boxes, labels, scores = (
+        np.asarray(det[k].float() if k != "labels" else det[k]) for k in ("boxes", "labels", "scores")
+    )
+    boxes = boxes.astype(np.float64)
+    same = labels == category_id
+    if not same.any():
+        return 0.0
+    b = boxes[same]
+    ix = np.clip(np.minimum(anchor[2], b[:, 2]) - np.maximum(anchor[0], b[:, 0]), 0, None)
+    iy = np.clip(np.minimum(anchor[3], b[:, 3]) - np.maximum(anchor[1], b[:, 1]), 0, None)
+    inter = ix * iy
+    union = (anchor[2] - anchor[0]) * (anchor[3] - anchor[1]) + (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) - inter
+    iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    hit = iou >= 0.5
+    return float(scores[same][hit].max()) if hit.any() else 0.0
 
+
+def test_anchor_score_equals_the_numpy_rule():
+    """torchvision's box_iou gives the former numpy results, bit for bit, over random detections."""
     rng = np.random.default_rng(0)
-    xy = rng.uniform(0, 100, (50, 2))
-    boxes = np.concatenate([xy, xy + rng.uniform(1, 60, (50, 2))], axis=1)
-    ref = tv_iou(torch.tensor(boxes[:1]), torch.tensor(boxes)).numpy()[0]
-    np.testing.assert_allclose(box_iou(boxes[0], boxes), ref, rtol=1e-12)
+    matched = 0
+    for trial in range(300):
+        d = int(rng.integers(0, 12))
+        xy = rng.uniform(0, 100, (d, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 60, (d, 2))], axis=1)
+        labels = rng.integers(1, 4, d)
+        if d and trial % 2:
+            labels[0] = 2  # odd trials: the anchor sits near a detection of its own category
+        det = {
+            "boxes": torch.tensor(boxes, dtype=torch.float32),
+            "labels": torch.tensor(labels),
+            "scores": torch.tensor(rng.uniform(0.05, 1, d), dtype=torch.float32),
+        }
+        anchor = boxes[0] + rng.normal(0, 5, 4) if d and trial % 2 else rng.uniform(0, 100, 4).cumsum()[[0, 1, 2, 3]]
+        got = anchor_score(det, anchor, 2)
+        assert got == _numpy_anchor_score(det, np.asarray(anchor, np.float64), 2), trial
+        matched += got > 0
+    assert matched > 30  # the comparison covers hits, not only misses
 
 
 def test_anchor_score_rule():
@@ -244,3 +276,22 @@ def test_sustained_rate_ignores_start_up_and_one_late_chunk():
     assert sustained_rate(arrivals) == pytest.approx(2.0, rel=0.05)
     assert sustained_rate(arrivals[:4]) == 0.0  # too few chunks to tell: not measured
     assert sustained_rate(arrivals[:1]) == 0.0
+
+
+def test_probe_resolves_patterns_once_into_frozen_facts():
+    """The probe turns patterns into names; the actors take only names."""
+    import dataclasses
+
+    from fovea_ray.pipeline.actor import ChunkExtractor, ModelSpec
+    from fovea_ray.pipeline.probe import probe_model
+
+    facts = probe_model("resnet50", None, (64, 64), 0, ["backbone.body.layer1.*"], ["mean"], True, 16.0)
+    assert facts.layers == tuple(f"backbone.body.layer1.{i}" for i in range(3)) and facts.channels == (256,) * 3
+    assert facts.stats == ("mean",) and len(facts.weights_checksum) == 64
+    assert facts.store_layers()["backbone.body.layer1.2"] == (256, ["mean"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        facts.layers = ()
+    spec = ModelSpec.from_facts(facts, arch="resnet50", weights=None, canvas=(64, 64), seed=0, backbone_only=True)
+    assert spec.layers == facts.layers and spec.weights_checksum == facts.weights_checksum
+    with pytest.raises(ValueError, match="resolved module names"):
+        ChunkExtractor(dataclasses.replace(spec, layers=("backbone.body.layer1.*",)))

@@ -62,12 +62,6 @@ def _register() -> None:
 _register()
 
 
-def _one_line(exc: BaseException) -> str:
-    msg = str(exc).strip() or type(exc).__name__
-    msg = " ".join(msg.split())
-    return msg if len(msg) <= 2000 else msg[:1997] + "..."
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning uncaught errors into one line."""
     import click
@@ -90,9 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the CLI's one-line error contract
         if debug or _STATE["debug"]:
             raise
-        from fovea_ray.errors import FoveaRayError
+        from fovea_ray.errors import FoveaRayError, one_line
 
         kind = "" if isinstance(exc, FoveaRayError) else f"{type(exc).__name__}: "
-        typer.echo(f"fovea-ray: error: {kind}{_one_line(exc)}", err=True)
+        typer.echo(f"fovea-ray: error: {kind}{one_line(exc)}", err=True)
         typer.echo("(run with --debug for the traceback)", err=True) if not isinstance(exc, FoveaRayError) else None
         sys.exit(2)

@@ -16,14 +16,23 @@ def extract(
         "none",
         "--weights",
         help="'none' (random weights drawn from --seed), a checkpoint file or training "
-        "output directory, or 'torchvision' (COCO weights, resnet50 only; downloaded).",
+        "output directory, or 'torchvision' (COCO weights, resnet50 only; downloaded). With --model: "
+        "also a torchvision weights name (IMAGENET1K_V2, DEFAULT), 'pretrained' (timm) or a pretrain folder.",
     ),
-    arch: str = typer.Option("resnet101", "--arch", help="Backbone: resnet101 (the study's) or resnet50."),
+    arch: str | None = typer.Option(
+        None, "--arch", help="Mask R-CNN backbone: resnet101 (the study's, the default) or resnet50."
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Any network instead (MODEL or MODEL@WEIGHTS): resnet50, convnext_tiny, vit_b_16, "
+        "timm:NAME, package.module:function, maskrcnn_resnet50_fpn. Layers: fovea-ray info --model M --layers.",
+    ),
     layers: list[str] | None = typer.Option(
         None,
         "--layers",
-        help="Layers to tap: names or glob patterns, comma-separated or repeated "
-        "(default: backbone.body.layer3.22.bn3 for resnet101, as in the study).",
+        help="Layers to tap: names or glob patterns, comma-separated or repeated, or :default / :blocks "
+        "(default: backbone.body.layer3.22.bn3 for resnet101, as in the study; another network's default layer).",
     ),
     stats: list[str] | None = typer.Option(
         None, "--stats", help="Per-channel reductions, comma-separated or repeated (default: mean,median,max)."
@@ -67,6 +76,7 @@ def extract(
         out,
         weights=weights,
         arch=arch,
+        model=model,
         layers=split_list(layers),
         stats=split_list(stats) or DEFAULT_STATS,
         address=address,

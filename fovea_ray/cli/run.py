@@ -22,6 +22,12 @@ def run(
         None, "--weights", help="'none' (random), a checkpoint, a `fovea-ray train` folder, or 'torchvision'."
     ),
     arch: str | None = typer.Option(None, "--arch", help="resnet101 (default) or resnet50."),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="Any network instead of Mask R-CNN (MODEL or MODEL@WEIGHTS): resnet50, vit_b_16, timm:NAME, "
+        "package.module:function; its blocks and its default layer are swept.",
+    ),
     n_per_type: int | None = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type."),
     canvas: int | None = typer.Option(None, "--canvas", min=32, help="Model canvas, px."),
     ppd: float | None = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
@@ -34,9 +40,7 @@ def run(
     backbone_only: bool | None = typer.Option(
         None, "--backbone-only/--full-model", help="Stop after the deepest tapped layer (no anchor scores)."
     ),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."
-    ),
+    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."),
 ) -> None:
     """Run the whole study: prepare -> extract -> test -> report, into one folder.
 
@@ -62,6 +66,7 @@ def run(
         "prepare": {"n_per_type": n_per_type, "canvas": canvas, "pixels_per_degree": ppd},
         "extract": {
             "arch": arch,
+            "model": model,
             "weights": weights,
             "layers": split_list(layers),
             "backbone_only": backbone_only,

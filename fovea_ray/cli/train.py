@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import typer
 
 from fovea_ray.errors import InputError
+from fovea_ray.train.config import TrainConfig
+
+#: The trainer's defaults: the options show and pass these, so the CLI never restates them.
+_D = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 def _milestones(text: str) -> tuple[float, ...]:
@@ -28,19 +33,23 @@ def train(
         ..., "--out", help="Output folder: checkpoints, metrics.jsonl; rerun the same command to resume."
     ),
     steps: int = typer.Option(
-        1000, "--steps", help="Optimizer steps in total (a resumed run continues to this count)."
+        _D["steps"], "--steps", help="Optimizer steps in total (a resumed run continues to this count)."
     ),
-    workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks); one GPU each when GPUs are used."),
+    workers: int = typer.Option(
+        _D["workers"], "--workers", help="Ray Train workers (DDP ranks); one GPU each when GPUs are used."
+    ),
     gpu: bool | None = typer.Option(
         None, "--gpu/--no-gpu", help="Use one GPU per worker (default: when the cluster has GPUs)."
     ),
     cpus_per_worker: int = typer.Option(
-        1, "--cpus-per-worker", help="CPUs reserved per worker (and torch threads on CPU workers)."
+        _D["cpus_per_worker"], "--cpus-per-worker", help="CPUs reserved per worker (and torch threads on CPU workers)."
     ),
     loader_workers: int = typer.Option(
-        2, "--loader-workers", help="Data-loading processes per worker (0 = in the training process)."
+        _D["loader_workers"],
+        "--loader-workers",
+        help="Data-loading processes per worker (0 = in the training process).",
     ),
-    arch: str = typer.Option("resnet101", "--arch", help="Backbone: resnet101 (the study's) or resnet50."),
+    arch: str = typer.Option(_D["arch"], "--arch", help="Backbone: resnet101 (the study's) or resnet50."),
     weights: str | None = typer.Option(
         None, "--weights", help="Initial Mask R-CNN weights: a checkpoint path or 'torchvision' (default: random)."
     ),
@@ -50,30 +59,34 @@ def train(
         help="ImageNet ResNet state dict (path) or 'torchvision' for the backbone (default: none, from scratch).",
     ),
     trainable_layers: int = typer.Option(
-        3, "--trainable-layers", help="Backbone stages that train, 0-5 (torchvision's default 3)."
+        _D["trainable_layers"], "--trainable-layers", help="Backbone stages that train, 0-5 (torchvision's default 3)."
     ),
-    batch_size: int = typer.Option(2, "--batch-size", help="Images per worker per step."),
+    batch_size: int = typer.Option(_D["batch_size"], "--batch-size", help="Images per worker per step."),
     lr: float | None = typer.Option(None, "--lr", help="Peak learning rate (default 0.02 x global batch / 16)."),
-    momentum: float = typer.Option(0.9, "--momentum", help="SGD momentum."),
-    weight_decay: float = typer.Option(1e-4, "--weight-decay", help="SGD weight decay."),
+    momentum: float = typer.Option(_D["momentum"], "--momentum", help="SGD momentum."),
+    weight_decay: float = typer.Option(_D["weight_decay"], "--weight-decay", help="SGD weight decay."),
     schedule: str = typer.Option(
-        "step", "--schedule", help="After warm-up: 'step' (x0.1 at the milestones) or 'cosine'."
+        _D["schedule"], "--schedule", help="After warm-up: 'step' (x0.1 at the milestones) or 'cosine'."
     ),
-    milestones: str = typer.Option(
-        "0.6667,0.8889", "--milestones", help="Step-schedule milestones as fractions of --steps."
+    milestones: str | None = typer.Option(
+        None, "--milestones", help="Step-schedule milestones as fractions of --steps (default 2/3,8/9)."
     ),
     warmup_steps: int | None = typer.Option(
         None, "--warmup-steps", help="Linear warm-up steps (default: a tenth of the run, at most 500)."
     ),
-    clip_grad_norm: float = typer.Option(10.0, "--clip-grad-norm", help="Cap on the total gradient norm (0 = off)."),
+    clip_grad_norm: float = typer.Option(
+        _D["clip_grad_norm"], "--clip-grad-norm", help="Cap on the total gradient norm (0 = off)."
+    ),
     amp: bool = typer.Option(
-        True, "--amp/--no-amp", help="Mixed precision (float16 autocast + grad scaling) on GPU workers."
+        _D["amp"], "--amp/--no-amp", help="Mixed precision (float16 autocast + grad scaling) on GPU workers."
     ),
-    hflip: float = typer.Option(0.5, "--hflip", help="Probability of a horizontal flip per image."),
+    hflip: float = typer.Option(_D["hflip"], "--hflip", help="Probability of a horizontal flip per image."),
     fixation: str = typer.Option(
-        "center", "--fixation", help="Fixation policy: center (the study's), uniform, or none (unfoveated control)."
+        _D["fixation"],
+        "--fixation",
+        help="Fixation policy: center (the study's), uniform, or none (unfoveated control).",
     ),
-    ppd: float = typer.Option(30.0, "--ppd", help="Foveation: pixels per degree of visual angle."),
+    ppd: float = typer.Option(_D["pixels_per_degree"], "--ppd", help="Foveation: pixels per degree of visual angle."),
     min_size: int | None = typer.Option(
         None,
         "--min-size",
@@ -83,16 +96,22 @@ def train(
         None, "--max-size", help="Longest side after resizing (e.g. 1333; with --min-size)."
     ),
     rpn_pre_nms: int = typer.Option(
-        2000, "--rpn-pre-nms", help="RPN proposals per level before NMS in training (torchvision: 2000)."
+        _D["rpn_pre_nms_top_n"],
+        "--rpn-pre-nms",
+        help="RPN proposals per level before NMS in training (torchvision: 2000).",
     ),
     rpn_post_nms: int = typer.Option(
-        2000, "--rpn-post-nms", help="RPN proposals kept after NMS in training (torchvision: 2000)."
+        _D["rpn_post_nms_top_n"], "--rpn-post-nms", help="RPN proposals kept after NMS in training (torchvision: 2000)."
     ),
     rpn_batch: int = typer.Option(
-        256, "--rpn-batch", help="Anchors sampled per image for the RPN loss (torchvision: 256)."
+        _D["rpn_batch_size_per_image"],
+        "--rpn-batch",
+        help="Anchors sampled per image for the RPN loss (torchvision: 256).",
     ),
     roi_batch: int = typer.Option(
-        512, "--roi-batch", help="Proposals sampled per image for the box/mask heads (torchvision: 512)."
+        _D["box_batch_size_per_image"],
+        "--roi-batch",
+        help="Proposals sampled per image for the box/mask heads (torchvision: 512).",
     ),
     num_classes: int | None = typer.Option(
         None, "--num-classes", help="Classes incl. background (default 91: COCO ids are the labels)."
@@ -104,23 +123,29 @@ def train(
         None, "--val-images", help="Image folder of the validation set (path or URL)."
     ),
     val_holdout: int = typer.Option(
-        0, "--val-holdout", help="Hold out this many training images as the validation set (without --val-ann-file)."
+        _D["val_holdout"],
+        "--val-holdout",
+        help="Hold out this many training images as the validation set (without --val-ann-file).",
     ),
     eval_every: int = typer.Option(
-        0, "--eval-every", help="COCO AP every N steps (0 = only at the end; needs a validation set)."
+        _D["eval_every"], "--eval-every", help="COCO AP every N steps (0 = only at the end; needs a validation set)."
     ),
     eval_max_images: int | None = typer.Option(
         None, "--eval-max-images", help="Evaluate on at most this many validation images."
     ),
     checkpoint_every: int = typer.Option(
-        500, "--checkpoint-every", help="Report a checkpoint every N steps (and at the end)."
+        _D["checkpoint_every"], "--checkpoint-every", help="Report a checkpoint every N steps (and at the end)."
     ),
-    keep_checkpoints: int | None = typer.Option(3, "--keep-checkpoints", help="Checkpoints kept (newest)."),
-    log_every: int = typer.Option(1, "--log-every", help="Write a metrics line every N steps."),
+    keep_checkpoints: int | None = typer.Option(
+        _D["keep_checkpoints"], "--keep-checkpoints", help="Checkpoints kept (newest)."
+    ),
+    log_every: int = typer.Option(_D["log_every"], "--log-every", help="Write a metrics line every N steps."),
     max_failures: int = typer.Option(
-        3, "--max-failures", help="Worker failures retried from the last checkpoint (-1 = always)."
+        _D["max_failures"], "--max-failures", help="Worker failures retried from the last checkpoint (-1 = always)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Seed of the initial weights, data order, fixations and flips."),
+    seed: int = typer.Option(
+        _D["seed"], "--seed", help="Seed of the initial weights, data order, fixations and flips."
+    ),
     address: str | None = typer.Option(
         None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
     ),
@@ -137,7 +162,6 @@ def train(
 
     Killing the run and rerunning the same command resumes from the last checkpoint; the step count continues.
     """
-    from fovea_ray.train import TrainConfig
     from fovea_ray.train import train as run_training
     from fovea_ray.train.metrics import read_metrics
 
@@ -167,7 +191,7 @@ def train(
         momentum=momentum,
         weight_decay=weight_decay,
         schedule=schedule,
-        milestones=_milestones(milestones),
+        milestones=_D["milestones"] if milestones is None else _milestones(milestones),
         warmup_steps=warmup_steps,
         clip_grad_norm=clip_grad_norm or None,
         amp=amp,

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from fovea_ray.errors import InputError
+from fovea_ray.foveation.model import PIXELS_PER_DEGREE, cutoff_cpd, eccentricity_for_cutoff
 
 __all__ = ["MANIFEST_COLUMNS", "build_manifest", "read_manifest", "summary_path", "write_manifest"]
 
@@ -205,12 +206,10 @@ def _validate_options(canvas, pixels_per_degree, ecc_band, min_area, max_window_
         raise InputError(f"ecc_band must be 0 <= LO <= HI degrees with HI > 0, got {tuple(ecc_band)}")
     # Type 0 must actually be blurred: below its band's lower edge the Geisler-Perry cutoff
     # (default foveation parameters) must fall under the display's Nyquist frequency.
-    from fovea_ray.foveation.model import cutoff_cpd
-
     nyquist = pixels_per_degree / 2.0
     f_lo = float(cutoff_cpd(lo))
     if f_lo >= nyquist:
-        e_min = 2.3 * math.log(64.0) / (0.106 * nyquist) - 2.3
+        e_min = eccentricity_for_cutoff(nyquist)
         raise InputError(
             f"ecc_band {lo:g}-{hi:g} deg at {pixels_per_degree:g} px/deg leaves type-0 objects unblurred: the "
             f"cutoff at {lo:g} deg is {f_lo:.1f} cycles/deg, at or above the display's Nyquist {nyquist:g}; "
@@ -230,7 +229,7 @@ def build_manifest(
     n_per_type: int | None = None,
     seed: int = 0,
     canvas: int | tuple[int, int] = 640,
-    pixels_per_degree: float = 30.0,
+    pixels_per_degree: float = PIXELS_PER_DEGREE,
     categories: Sequence[str | int] | None = None,
     ecc_band: tuple[float, float] = (8.0, 12.0),
     min_area: float = 32.0**2,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from fovea_ray.errors import InputError
+from fovea_ray.foveation import model as gp
 
 __all__ = ["auto_margin", "decode_image", "render_batch", "GREY"]
 
@@ -122,10 +123,12 @@ def decode_image(data: bytes | bytearray | memoryview, *, device: str | torch.de
 def _foveator_params(foveator: Any) -> dict:
     params = foveator.params() if hasattr(foveator, "params") else {}
     return {
-        "pixels_per_degree": float(params.get("pixels_per_degree", getattr(foveator, "pixels_per_degree", 30.0))),
-        "e2": float(params.get("e2", getattr(foveator, "e2", 2.3))),
-        "ct0": float(params.get("ct0", getattr(foveator, "ct0", 1 / 64))),
-        "alpha": float(params.get("alpha", getattr(foveator, "alpha", 0.106))),
+        "pixels_per_degree": float(
+            params.get("pixels_per_degree", getattr(foveator, "pixels_per_degree", gp.PIXELS_PER_DEGREE))
+        ),
+        "e2": float(params.get("e2", getattr(foveator, "e2", gp.E2))),
+        "ct0": float(params.get("ct0", getattr(foveator, "ct0", gp.CT0))),
+        "alpha": float(params.get("alpha", getattr(foveator, "alpha", gp.ALPHA))),
         "levels": params.get("levels", getattr(foveator, "levels", None)),
     }
 
@@ -152,7 +155,7 @@ def auto_margin(foveator: Any, max_eccentricity_px: float, factor: int = 6) -> t
             levels = int(model.levels_to_cover(far, 32))
         else:  # generic Geisler-Perry model; level k's cutoff ~ 0.5 / 2**k cycles/pixel
             ppd = p["pixels_per_degree"]
-            fc = p["e2"] * math.log(1.0 / p["ct0"]) / (p["alpha"] * (far / ppd + p["e2"]))
+            fc = gp.cutoff_cpd(far / ppd, e2=p["e2"], ct0=p["ct0"], alpha=p["alpha"])
             levels = 2 + max(0, math.ceil(math.log2(max((ppd / 2.0) / fc, 1.0))))
         if p["levels"] is not None:
             levels = min(levels, int(p["levels"]))

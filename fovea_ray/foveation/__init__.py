@@ -7,7 +7,23 @@
 - :mod:`~fovea_ray.foveation._triton` — the fused CUDA blend kernel (optional).
 """
 
-from fovea_ray.foveation.foveator import Foveator
-from fovea_ray.foveation.model import cutoff_cpd, half_amplitude_frequencies
+from __future__ import annotations
 
-__all__ = ["Foveator", "cutoff_cpd", "half_amplitude_frequencies"]
+from typing import TYPE_CHECKING
+
+from fovea_ray.foveation.model import cutoff_cpd, eccentricity_for_cutoff, half_amplitude_frequencies
+
+if TYPE_CHECKING:
+    from fovea_ray.foveation.foveator import Foveator
+
+__all__ = ["Foveator", "cutoff_cpd", "eccentricity_for_cutoff", "half_amplitude_frequencies"]
+
+
+def __getattr__(name: str):
+    # Foveator imports torch: load it on first use, so the torch-free model (constants,
+    # cutoff) can be imported by the driver without torch.
+    if name == "Foveator":
+        from fovea_ray.foveation.foveator import Foveator
+
+        return Foveator
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

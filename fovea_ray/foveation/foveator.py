@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from fovea_ray.foveation import blend
-from fovea_ray.foveation.model import ResolutionModel, half_amplitude_frequencies
+from fovea_ray.foveation.model import ALPHA, CT0, E2, PIXELS_PER_DEGREE, ResolutionModel, half_amplitude_frequencies
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _BACKENDS = ("auto", "torch", "triton")
@@ -84,10 +84,10 @@ class Foveator:
 
     def __init__(
         self,
-        pixels_per_degree: float = 30.0,
-        e2: float = 2.3,
-        ct0: float = 1 / 64,
-        alpha: float = 0.106,
+        pixels_per_degree: float = PIXELS_PER_DEGREE,
+        e2: float = E2,
+        ct0: float = CT0,
+        alpha: float = ALPHA,
         levels: int | None = None,
         *,
         backend: str = "auto",

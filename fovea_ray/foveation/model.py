@@ -58,14 +58,51 @@ import numpy as np
 #: The display's Nyquist frequency in cycles per pixel: level 0's cutoff.
 NYQUIST_CPP = 0.5
 
+# Geisler & Perry's (1998) fitted parameters: the one home of the defaults. This module
+# imports no torch, so the driver (manifest checks, configs) can read them.
+#: Half-resolution eccentricity, degrees.
+E2 = 2.3
+#: Minimum contrast threshold.
+CT0 = 1 / 64
+#: Spatial-frequency decay constant.
+ALPHA = 0.106
+#: The display geometry the study and the demo assume, pixels per degree of visual angle.
+PIXELS_PER_DEGREE = 30.0
 
-def cutoff_cpd(eccentricity_deg, *, e2: float = 2.3, ct0: float = 1 / 64, alpha: float = 0.106):
+
+def cutoff_cpd(eccentricity_deg, *, e2: float = E2, ct0: float = CT0, alpha: float = ALPHA):
     """Geisler & Perry's (1998) resolvable cutoff frequency in cycles/degree.
 
     ``f_c(e) = e2 · ln(1/ct0) / (alpha · (e + e2))``. Works on floats, numpy arrays and
     torch tensors alike.
+
+    References
+    ----------
+    W. S. Geisler and J. S. Perry (1998), Proc. SPIE 3299, 294-305.
     """
     return e2 * math.log(1.0 / ct0) / (alpha * (eccentricity_deg + e2))
+
+
+def eccentricity_for_cutoff(cutoff_cpd, *, e2: float = E2, ct0: float = CT0, alpha: float = ALPHA):
+    """The inverse of :func:`cutoff_cpd`: the eccentricity (degrees) where ``f_c`` equals ``cutoff_cpd``.
+
+    ``e(f) = e2 · ln(1/ct0) / (alpha · f) - e2``. Negative where the cutoff is above the
+    fovea's own (``f_c(0) = ln(1/ct0)/alpha``, 39.2 cycles/degree by default): no
+    eccentricity resolves that little. Works on floats, numpy arrays and torch tensors.
+
+    Parameters
+    ----------
+    cutoff_cpd : float or array
+        Spatial frequency in cycles per degree (> 0).
+    e2, ct0, alpha : float
+        The model's parameters, as in :func:`cutoff_cpd`.
+
+    Returns
+    -------
+    float or array
+        Eccentricity in degrees.
+    """
+    return e2 * math.log(1.0 / ct0) / (alpha * cutoff_cpd) - e2
 
 
 def level_transfer(f, level: int) -> np.ndarray:

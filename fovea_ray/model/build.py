@@ -25,12 +25,25 @@ import torch
 from torch import nn
 
 from fovea_ray.errors import FoveaRayError, InputError
+from fovea_ray.model.spec import DETECTION_MODELS, ModelRef, model_from_arch, parse_model
 from fovea_ray.model.weights import load_checkpoint_with_meta, weights_checksum
 
-__all__ = ["ARCHS", "CanvasTransform", "apply_conventions", "build_model", "load_state_dict_strict"]
+__all__ = [
+    "ARCHS",
+    "DETECTION_DEFAULT_LAYERS",
+    "CanvasTransform",
+    "apply_conventions",
+    "build_model",
+    "load_state_dict_strict",
+]
 
-#: Supported backbones.
-ARCHS = ("resnet101", "resnet50")
+#: Supported Mask R-CNN backbones (``arch=``).
+ARCHS = tuple(DETECTION_MODELS.values())
+#: The study's layer in each detector (R101: ``layer3.22.bn3``, 1024 channels) and its R50 twin.
+DETECTION_DEFAULT_LAYERS = {
+    "maskrcnn_resnet101_fpn": "backbone.body.layer3.22.bn3",
+    "maskrcnn_resnet50_fpn": "backbone.body.layer3.5.bn3",
+}
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -66,7 +79,27 @@ class CanvasTransform(_transform_base()):  # type: ignore[misc]
         return image, target
 
     def __repr__(self) -> str:
-        return f"CanvasTransform(canvas={self.canvas}, mean={self.image_mean}, std={self.image_std}, size_divisible={self.size_divisible})"
+        return (
+            f"CanvasTransform(canvas={self.canvas}, mean={self.image_mean}, std={self.image_std}, "
+            f"size_divisible={self.size_divisible})"
+        )
+
+
+def _model_ref(arch: str | None, model: str | ModelRef | None) -> ModelRef:
+    """One model spec from ``arch`` (the legacy name of a Mask R-CNN backbone) or ``model``."""
+    if model is not None and arch is not None:
+        raise InputError(f"give arch={arch!r} or model={str(model)!r}, not both")
+    if isinstance(model, ModelRef):
+        return model
+    if model is not None:
+        try:
+            return parse_model(str(model))
+        except ValueError as err:
+            raise InputError(str(err)) from None
+    try:
+        return parse_model(model_from_arch(arch or "resnet101"))
+    except ValueError as err:
+        raise InputError(str(err)) from None
 
 
 def _check_canvas(canvas: Any) -> tuple[int, int]:
@@ -186,26 +219,38 @@ def _torchvision_state_dict(arch: str) -> dict[str, torch.Tensor]:
 
 
 def build_model(
-    arch: str = "resnet101",
+    arch: str | None = None,
     weights: str | os.PathLike[str] | None = None,
     canvas: tuple[int, int] | int = (640, 640),
     *,
-    num_classes: int = 91,
+    model: str | ModelRef | None = None,
+    num_classes: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     trainable_layers: int = 5,
 ) -> nn.Module:
-    """Build torchvision Mask R-CNN (ResNet FPN) for ``canvas``-sized inputs, in eval mode.
+    """Build a network in eval mode: Mask R-CNN (the study's) or any vision network.
+
+    ``model`` is a spec (:mod:`fovea_ray.model.spec`): ``maskrcnn_resnet101_fpn`` (the
+    default) or ``maskrcnn_resnet50_fpn`` give a torchvision ``MaskRCNN`` for
+    ``canvas``-sized inputs, as below; ``resnet50``, ``convnext_tiny``, ``vit_b_16``, ...
+    (torchvision), ``timm:NAME`` and ``package.module:function`` give that ``nn.Module``
+    (:func:`fovea_ray.model.zoo.build_network`: weights ``none``, a torchvision enum name,
+    ``pretrained`` for timm, a state dict or a ``fovea-ray pretrain`` folder). A spec's
+    ``@WEIGHTS`` is used when ``weights`` is None. ``arch="resnet50"`` keeps meaning
+    ``model="maskrcnn_resnet50_fpn"``.
 
     Args:
-        arch: ``"resnet101"`` (the study's backbone) or ``"resnet50"``.
+        arch: ``"resnet101"`` (the study's backbone, the default) or ``"resnet50"``.
         weights: ``None`` / ``"none"``: random weights drawn from ``seed`` (torchvision's
             initialisation; the global RNG is left untouched). A path: a checkpoint file or a
             training output directory (its newest ``model.pt``), loaded safely and strictly,
             including checkpoints made by :func:`fovea_ray.model.convert.convert_checkpoint`.
             ``"torchvision"``: the public COCO weights (resnet50 only), downloaded at run time.
         canvas: (height, width) of the model input; the model never rescales it.
-        num_classes: classifier outputs including background (91 = COCO category ids).
+        model: a model spec (see above); give ``arch`` or ``model``, not both.
+        num_classes: classifier outputs including background (91 = COCO category ids) for
+            Mask R-CNN; for a classifier, its own default (or the pretrain folder's) unless set.
         seed: seed of the random initialisation (same seed, same weights and checksum).
         device: where the model lives.
         trainable_layers: backbone stages left trainable (0-5) for fine-tuning.
@@ -213,9 +258,20 @@ def build_model(
     The returned model carries ``model.fovea_ray_info``: arch, weights source, canvas,
     conventions and the sha256 ``checksum`` of its weights (:func:`weights_checksum`).
     """
-    if arch not in ARCHS:
-        raise InputError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
+    ref = _model_ref(arch, model)
     canvas_hw = _check_canvas(canvas)
+    if weights is None and ref.weights is not None:
+        weights = ref.weights
+    if ref.kind != "detection":
+        from fovea_ray.model.zoo import build_network
+
+        if isinstance(weights, os.PathLike):
+            weights = os.fspath(weights)
+        net = build_network(ref, weights, seed=seed, num_classes=num_classes, device=device)
+        net.fovea_ray_info["canvas"] = list(canvas_hw)
+        return net
+    arch = str(ref.arch)
+    num_classes = 91 if num_classes is None else num_classes
     if not isinstance(num_classes, int) or num_classes < 2:
         raise InputError(f"num_classes must be an integer >= 2, got {num_classes!r}")
 
@@ -231,6 +287,11 @@ def build_model(
     elif weights is not None:
         state, meta, file = load_checkpoint_with_meta(weights)
         conventions = dict(meta.get("conventions", {}))
+        if meta.get("kind") == "pretrain":
+            raise InputError(
+                f"{file}: a `fovea-ray pretrain` classifier checkpoint ({meta.get('arch')}); "
+                f"use --model {meta.get('arch')} --weights with it, not a Mask R-CNN"
+            )
         meta_arch = conventions.get("arch", meta.get("arch"))
         if meta_arch is not None and meta_arch != arch:
             raise InputError(f"{file}: checkpoint is for arch {meta_arch!r} but arch={arch!r} was requested")
@@ -256,6 +317,8 @@ def build_model(
     model.eval()
     model.to(device)
     model.fovea_ray_info = {
+        "model": ref.name,
+        "kind": "detection",
         "arch": arch,
         "weights": source,
         "seed": seed if state is None else None,
@@ -263,5 +326,6 @@ def build_model(
         "num_classes": num_classes,
         "conventions": conventions,
         "checksum": weights_checksum(model),
+        "default_layer": DETECTION_DEFAULT_LAYERS[ref.name],
     }
     return model

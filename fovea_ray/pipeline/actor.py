@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from fovea_ray.errors import one_line
 from fovea_ray.pipeline.anchor import anchor_box_on_canvas, anchor_score
+from fovea_ray.pipeline.probe import ModelFacts
 from fovea_ray.pipeline.sink import ACT_PREFIX
 
 #: Mixed-precision choices; "auto" = bf16 (fp16 where bf16 is unsupported) on CUDA, fp32 on CPU.
@@ -32,7 +34,11 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """Everything an actor needs to rebuild exactly the run's network and taps."""
+    """Everything an actor needs to rebuild exactly the run's network and taps.
+
+    ``layers`` are the resolved module names (:attr:`ModelFacts.layers`), never patterns:
+    the probe resolves them once, so every actor taps the same modules.
+    """
 
     arch: str
     weights: str | None
@@ -48,6 +54,19 @@ class ModelSpec:
     batch_size: int = 8
     torch_threads: int | None = None
     weights_checksum: str | None = None
+    model: str | None = None  # a model spec of any network; replaces arch (the Mask R-CNN backbone)
+
+    @classmethod
+    def from_facts(cls, facts: ModelFacts, **network: Any) -> ModelSpec:
+        """The spec of a probed network: ``network`` gives arch, weights, canvas, seed, device, ...."""
+        return cls(
+            layers=facts.layers,
+            channels=facts.channels,
+            stats=facts.stats,
+            foveation=dict(facts.foveation),
+            weights_checksum=facts.weights_checksum,
+            **network,
+        )
 
     def to_dict(self) -> dict:
         """JSON-able form."""
@@ -77,11 +96,6 @@ def resolve_precision(precision: str, device: str) -> str:
     if not str(device).startswith("cuda"):
         return "fp32"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-
-
-def _reason(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:500]
 
 
 @dataclass
@@ -114,6 +128,10 @@ class ChunkExtractor:
         from fovea_ray.model import build_model
         from fovea_ray.taps import Tapper
 
+        if any(set("*?[,") & set(name) for name in spec.layers):
+            raise ValueError(
+                f"ModelSpec.layers must be resolved module names (the probe resolves patterns): {spec.layers}"
+            )
         self.spec = spec
         if spec.torch_threads:
             # Ray sets OMP_NUM_THREADS to the actor's CPU reservation (often 1); the model
@@ -128,7 +146,12 @@ class ChunkExtractor:
             )
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True  # fixed canvas: autotune once
-        self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
+        if spec.model:
+            self.model = build_model(
+                model=spec.model, weights=spec.weights, canvas=tuple(spec.canvas), seed=spec.seed, device=self.device
+            )
+        else:
+            self.model = build_model(spec.arch, spec.weights, tuple(spec.canvas), seed=spec.seed, device=self.device)
         self.weights_checksum = str(self.model.fovea_ray_info["checksum"])
         if spec.weights_checksum and spec.weights_checksum != self.weights_checksum:
             raise FoveaRayError(
@@ -210,7 +233,7 @@ class ChunkExtractor:
                     images.append(self._decode(blobs[i]))
                     idx.append(i)
                 except Exception as exc:  # noqa: BLE001 - a bad image is recorded, not fatal
-                    errors[i] = _reason(exc)
+                    errors[i] = one_line(exc, 500)
             if not idx:
                 continue
             try:
@@ -222,7 +245,7 @@ class ChunkExtractor:
                         rendered.append(self._render([img], fixations[[i]], windows[[i]]))
                         keep.append(i)
                     except Exception as exc:  # noqa: BLE001
-                        errors[i] = f"could not render: {_reason(exc)}"
+                        errors[i] = f"could not render: {one_line(exc, 500)}"
                 if not keep:
                     continue
                 import torch

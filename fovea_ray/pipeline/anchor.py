@@ -34,39 +34,41 @@ def anchor_box_on_canvas(
     return np.array([x - wx + ox, y - wy + oy, x - wx + ox + w, y - wy + oy + h], dtype=np.float64)
 
 
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one ``(4,)`` xyxy box with each of ``(D, 4)`` xyxy boxes."""
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
 def anchor_score(
-    detection: dict, anchor_xyxy: np.ndarray, category_id: int, iou_threshold: float = IOU_THRESHOLD
+    detection: dict, anchor_xyxy: Sequence[float], category_id: int, iou_threshold: float = IOU_THRESHOLD
 ) -> float:
     """Score of the anchor object in one image's detections (see the module docstring).
 
-    Args:
-        detection: torchvision's per-image output with ``boxes`` (D, 4) xyxy, ``labels``
-            (D,) and ``scores`` (D,) (tensors or arrays).
-        anchor_xyxy: the anchor's box in the same (canvas) coordinates.
-        category_id: the anchor's COCO category id (the model's label space).
+    The IoU is :func:`torchvision.ops.box_iou`, computed where the detections are (the
+    actor's device), in float64 so that the 0.5 threshold is not decided by rounding.
+
+    Parameters
+    ----------
+    detection : dict
+        torchvision's per-image output with ``boxes`` (D, 4) xyxy, ``labels`` (D,) and
+        ``scores`` (D,), tensors or arrays.
+    anchor_xyxy : sequence of 4 floats
+        The anchor's box in the same (canvas) coordinates.
+    category_id : int
+        The anchor's COCO category id (the model's label space).
+    iou_threshold : float
+        The IoU a detection needs with the anchor box to count.
+
+    Returns
+    -------
+    float
+        The highest matching detection score, or 0.0 when none matches.
     """
+    import torch
+    from torchvision.ops import box_iou
 
-    def arr(v) -> np.ndarray:
-        return v.detach().float().cpu().numpy() if hasattr(v, "detach") else np.asarray(v)
-
-    boxes, labels, scores = arr(detection["boxes"]), arr(detection["labels"]), arr(detection["scores"])
-    same = labels.astype(np.int64) == int(category_id)
-    if not same.any():
+    # float32 first: the detector's own precision, whatever dtype the caller passes.
+    boxes = torch.as_tensor(detection["boxes"]).detach().float().double().reshape(-1, 4)
+    labels = torch.as_tensor(detection["labels"], device=boxes.device)
+    scores = torch.as_tensor(detection["scores"], device=boxes.device).detach().float()
+    same = labels.long() == int(category_id)
+    if not bool(same.any()):
         return 0.0
-    iou = box_iou(np.asarray(anchor_xyxy, dtype=np.float64), boxes[same])
-    hit = iou >= iou_threshold
-    return float(scores[same][hit].max()) if hit.any() else 0.0
+    anchor = torch.as_tensor(anchor_xyxy, dtype=torch.float64, device=boxes.device).reshape(1, 4)
+    hit = box_iou(anchor, boxes[same])[0] >= iou_threshold
+    return float(scores[same][hit].max()) if bool(hit.any()) else 0.0

@@ -24,17 +24,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from fovea_ray.errors import FoveaRayError, InputError
+from fovea_ray.errors import FoveaRayError, InputError, one_line
+from fovea_ray.pipeline.probe import ModelFacts
 from fovea_ray.pipeline.summary import ExtractSummary
+
+if TYPE_CHECKING:
+    from fovea_ray.pipeline.actor import ModelSpec
+    from fovea_ray.store import Store
 
 #: The layer the study captured (Mask R-CNN R101-FPN, 1024 channels), and its R50 twin.
 DEFAULT_LAYERS = {"resnet101": ("backbone.body.layer3.22.bn3",), "resnet50": ("backbone.body.layer3.5.bn3",)}
@@ -79,15 +86,24 @@ def manifest_checksum(df: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
-def _weights_kind(weights: str | os.PathLike | None) -> str | None:
-    """``None`` (random), ``"torchvision"``, or the checkpoint path as a string."""
+#: Weights named by a keyword, not a file: torchvision enum names (``IMAGENET1K_V2``,
+#: ``DEFAULT``, ``ResNet50_Weights.IMAGENET1K_V2``) and timm's ``pretrained``.
+_WEIGHTS_KEYWORD = re.compile(r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)?$")
+_WEIGHTS_FILES = (".pt", ".pth", ".bin", ".safetensors", ".pkl", ".ckpt")
+
+
+def _weights_kind(weights: str | os.PathLike | None, detection: bool = True) -> str | None:
+    """``None`` (random), ``"torchvision"``, a classifier's weights keyword, or the checkpoint path."""
     if weights is None:
         return None
     text = os.fspath(weights)
-    if text.lower() in ("", "none"):
+    if text.lower() in ("", "none", "random"):
         return None
     if text.lower() == "torchvision":
         return "torchvision"
+    looks_like_file = text.lower().endswith(_WEIGHTS_FILES) or not _WEIGHTS_KEYWORD.match(text)
+    if not detection and not looks_like_file and not Path(text).expanduser().exists():
+        return text  # IMAGENET1K_V2, DEFAULT, pretrained: checked when the network is built
     if "://" not in text and not Path(text).expanduser().exists():
         raise InputError(
             f"{text}: weights file or checkpoint directory not found (use --weights none for random weights)"
@@ -157,16 +173,122 @@ def _chunk_rows(df: pd.DataFrame, plan, chunks: Sequence[int]) -> list[dict[str,
     return rows
 
 
-def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int | None) -> tuple[bool, int, int]:
-    """(use_gpu, number of model actors, torch threads per CPU actor) from the cluster's resources."""
+@dataclass(frozen=True)
+class ExtractOptions:
+    """One run's request, validated: what to extract (the store's config) and how.
+
+    Attributes are :func:`extract`'s parameters of the same names, checked and made
+    canonical: ``weights`` is ``None`` (random), ``"torchvision"`` or a resolved path or
+    URL, and ``layers`` holds the requested names or patterns (the study's layer when
+    none were given).
+    """
+
+    arch: str = "resnet101"
+    weights: str | None = None
+    model: str | None = None
+    layers: tuple[str, ...] = ()
+    stats: tuple[str, ...] = DEFAULT_STATS
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    seed: int = 0
+    strict: bool = False
+    backbone_only: bool = False
+    device: str | None = None
+    num_actors: int | None = None
+    precision: str = "auto"
+    torch_threads: int | None = None
+
+    @classmethod
+    def validated(
+        cls,
+        *,
+        weights: str | os.PathLike | None,
+        layers: Sequence[str] | None,
+        model: str | None = None,
+        arch: str | None = None,
+        **kw: Any,
+    ) -> ExtractOptions:
+        """Check the values (one-line :class:`InputError` naming the bad one) and build the options.
+
+        A detection ``model`` (``maskrcnn_resnet50_fpn``) becomes its ``arch``, so the store's
+        config is the same as with ``--arch``; any other network is kept as ``model``.
+        """
+        from fovea_ray.model.spec import model_from_arch, parse_model
+        from fovea_ray.pipeline.actor import PRECISIONS
+
+        if model is not None and arch is not None:
+            raise InputError(f"give --arch {arch} or --model {model}, not both")
+        try:
+            ref = parse_model(model) if model is not None else parse_model(model_from_arch(arch or "resnet101"))
+        except ValueError as err:
+            raise InputError(str(err)) from None
+        if ref.weights is not None:
+            given = None if weights is None else os.fspath(weights)
+            if given not in (None, "", "none") and given != ref.weights:
+                raise InputError(f"weights given twice: --model {model} and --weights {given}")
+            weights = ref.weights
+        detection = ref.kind == "detection"
+        opts = cls(
+            weights=_weights_kind(weights, detection),
+            arch=ref.arch if detection else "",
+            model=None if detection else ref.name,
+            **kw,
+        )
+        if int(opts.chunk_size) < 1 or int(opts.batch_size) < 1:
+            raise InputError(f"chunk_size and batch_size must be >= 1, got {opts.chunk_size} and {opts.batch_size}")
+        if opts.precision not in PRECISIONS:
+            raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {opts.precision!r}")
+        return replace(
+            opts,
+            layers=tuple(layers) if layers else (DEFAULT_LAYERS[opts.arch] if detection else ()),
+            stats=tuple(opts.stats),
+            chunk_size=int(opts.chunk_size),
+            batch_size=int(opts.batch_size),
+            seed=int(opts.seed),
+            strict=bool(opts.strict),
+            backbone_only=bool(opts.backbone_only),
+        )
+
+    @property
+    def weights_label(self) -> str:
+        """``"random"``, ``"torchvision"``, ``"checkpoint"`` or a classifier's weights keyword
+        (``IMAGENET1K_V2``, ``pretrained``): the store config's ``weights``."""
+        if self.weights is None:
+            return "random"
+        if self.weights == "torchvision":
+            return "torchvision"
+        keyword = bool(_WEIGHTS_KEYWORD.match(self.weights)) and not self.weights.lower().endswith(_WEIGHTS_FILES)
+        return self.weights if keyword and self.model is not None else "checkpoint"
+
+    @property
+    def network(self) -> str:
+        """The network in words: the model name, or the detector's backbone."""
+        return self.model or f"maskrcnn_{self.arch}_fpn"
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """Where the model stage runs: device, actor count and each actor's resources."""
+
+    use_gpu: bool
+    actors: int
+    torch_threads: int
+    precision: str  # concrete: fp32 on CPU, bf16 for "auto" on GPU
+    actor_cpus: float
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.use_gpu else "cpu"
+
+
+def _cluster_plan(opts: ExtractOptions) -> ClusterPlan:
+    """The model stage's placement from the connected cluster's resources."""
     import ray
 
     res = ray.cluster_resources()
     gpus, cpus = int(res.get("GPU", 0)), int(res.get("CPU", 1))
-    if device is None:
-        use_gpu = gpus > 0
-    else:
-        use_gpu = str(device).startswith("cuda")
+    use_gpu = gpus > 0 if opts.device is None else str(opts.device).startswith("cuda")
+    num_actors = opts.num_actors
     if num_actors is None:
         # GPU: one actor per GPU. CPU: a few fat actors (torch parallelises inside), and on
         # a small machine one, below the core count so the read and sink stages can run.
@@ -181,67 +303,258 @@ def _cluster_plan(device: str | None, num_actors: int | None, torch_threads: int
             "autoscaler adds GPU nodes (use --device cpu on a machine without GPUs)",
             stacklevel=3,
         )
-    if torch_threads is None:
+    threads = opts.torch_threads
+    if threads is None:
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
         per_node = max(node_cpus or [cpus])
-        torch_threads = max(1, min(per_node, cpus // num_actors)) if not use_gpu else max(1, min(4, per_node))
-    return use_gpu, int(num_actors), int(torch_threads)
+        threads = max(1, min(per_node, cpus // num_actors)) if not use_gpu else max(1, min(4, per_node))
+    auto = "bf16" if use_gpu else "fp32"
+    # Logical CPUs per model actor: leave one CPU's worth to the read and sink tasks (0.5 each),
+    # or they could never be scheduled beside a pool that fills the machine.
+    actor_cpus = (
+        1.0 if use_gpu else max(0.25, min(float(threads), (float(res.get("CPU", 1)) - 1.0) / num_actors, 1.0 * threads))
+    )
+    return ClusterPlan(
+        use_gpu=use_gpu,
+        actors=int(num_actors),
+        torch_threads=int(threads),
+        precision=auto if opts.precision == "auto" else opts.precision,
+        actor_cpus=actor_cpus,
+    )
 
 
 #: Probe results of this process, keyed by everything they depend on: a second run of the
 #: same network (a resume, a refused config, `fovea-ray run`'s steps) skips the model build.
-_PROBES: dict[tuple, dict] = {}
+_PROBES: dict[tuple, ModelFacts] = {}
 
 
-def _probe_key(
-    arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool, ppd: float
-) -> tuple | None:
+def _probe_key(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> tuple | None:
     """Cache key for a probe, or None (not cached) for weights that may change under one name."""
     stamp: tuple = ()
-    if weights not in (None, "torchvision"):
-        if "://" in weights or Path(weights).is_dir():
+    if opts.weights not in (None, "torchvision") and opts.weights_label == "checkpoint":
+        if "://" in opts.weights or Path(opts.weights).is_dir():
             return None  # a remote file or a training directory (its newest checkpoint moves on)
-        st = Path(weights).stat()
+        st = Path(opts.weights).stat()
         stamp = (st.st_size, st.st_mtime_ns)
     return (
-        arch,
-        weights,
+        opts.arch,
+        opts.model,
+        opts.weights,
         stamp,
         tuple(canvas),
-        int(seed),
-        tuple(layers),
-        tuple(stats),
-        bool(backbone_only),
-        float(ppd),
+        opts.seed,
+        opts.layers,
+        opts.stats,
+        opts.backbone_only,
+        ppd,
     )
 
 
-def _probe(arch: str, weights: str | None, canvas, seed: int, layers, stats, backbone_only: bool, ppd: float) -> dict:
+def _probe(opts: ExtractOptions, canvas: tuple[int, int], ppd: float) -> ModelFacts:
     """:func:`probe_model` in a Ray task (no torch in the driver), cached per process."""
     import ray
 
     from fovea_ray.pipeline.probe import probe_model
 
-    key = _probe_key(arch, weights, canvas, seed, layers, stats, backbone_only, ppd)
+    key = _probe_key(opts, canvas, ppd)
     if key is not None and key in _PROBES:
         return _PROBES[key]
+    task = ray.remote(num_cpus=1)(probe_model)
     try:
         facts = ray.get(
-            ray.remote(num_cpus=1)(probe_model).remote(
-                arch, weights, canvas, int(seed), list(layers), list(stats), bool(backbone_only), ppd
+            task.remote(
+                opts.arch,
+                opts.weights,
+                canvas,
+                opts.seed,
+                list(opts.layers),
+                list(opts.stats),
+                opts.backbone_only,
+                ppd,
+                opts.model,
             )
         )
     except Exception as exc:  # noqa: BLE001 - surface the user's error (bad layer, bad weights)
         cause = _cause(exc)
         if isinstance(cause, (InputError, FoveaRayError, ValueError, KeyError)):
             raise InputError(
-                f"could not build the network ({arch}, weights={weights or 'random'}): "
-                f"{' '.join(str(cause).split())[:600]}"
+                f"could not build the network ({opts.network}, weights={opts.weights or 'random'}): "
+                f"{one_line(cause, 600)}"
             ) from exc
         raise
     if key is not None:
         _PROBES[key] = facts
     return facts
+
+
+def _store_config(
+    df: pd.DataFrame, opts: ExtractOptions, facts: ModelFacts, canvas: tuple[int, int], precision: str
+) -> dict[str, Any]:
+    """The run's canonical config: the store keeps it, and a resume must match it key for key.
+
+    Mask R-CNN runs keep the ``arch`` key (stores made before other networks resume as
+    before); any other network is recorded as ``model`` plus its ``input`` resize and
+    normalisation, which are part of the experiment.
+    """
+    network: dict[str, Any] = {"arch": opts.arch} if opts.model is None else {"model": opts.model, "input": facts.input}
+    return {
+        "manifest_checksum": manifest_checksum(df),
+        "n_samples": len(df),
+        **network,
+        "weights": opts.weights_label,
+        "weights_checksum": facts.weights_checksum,
+        "layers": list(facts.layers),
+        "stats": list(facts.stats),
+        "control_stats": list(facts.control_stats),
+        "canvas": list(canvas),
+        "foveation": facts.foveation,
+        "seed": opts.seed,
+        "chunk_size": opts.chunk_size,
+        "backbone_only": opts.backbone_only,
+        "precision": precision,
+    }
+
+
+def _open_or_create(
+    out: str,
+    df: pd.DataFrame,
+    source: str,
+    config: dict[str, Any],
+    opts: ExtractOptions,
+    facts: ModelFacts,
+    storage_options: dict | None,
+) -> Store:
+    """The store at ``out``: resumed if it holds this config, else created (refused if it differs)."""
+    from fovea_ray.store import create_store, diff_configs, open_store
+
+    existing = None
+    if "://" in out or Path(out).exists():
+        try:
+            existing = open_store(out, mode="r+", storage_options=storage_options)
+        except InputError:
+            if "://" not in out:
+                raise  # a local path that is not a store: never overwrite it
+    # An interrupted creation ("creating") holds no results: make it again.
+    if existing is not None and existing.attrs.get("status") != "creating":
+        diffs = diff_configs(existing.attrs.get("config", {}), config)
+        if diffs:
+            raise InputError(
+                f"{out}: this store was made with a different configuration, so it cannot be "
+                f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
+                "to start over."
+            )
+        return existing
+    return create_store(
+        out,
+        n_samples=len(df),
+        layers=facts.store_layers(),
+        control_stats=list(facts.control_stats),
+        chunk_size=opts.chunk_size,
+        samples=df,
+        attrs={
+            "config": config,
+            "versions": {**_versions(), **facts.versions},
+            "weights_checksum": facts.weights_checksum,
+            "weights_source": opts.weights or "random",
+            "default_layer": facts.default_layer,
+            "foveation": facts.foveation,
+            "manifest": source,
+            "status": "created",
+        },
+        overwrite=existing is not None,
+        storage_options=storage_options,
+    )
+
+
+def _build_dataset(
+    rows: list[dict[str, Any]],
+    spec: ModelSpec,
+    cluster: ClusterPlan,
+    out: str,
+    opts: ExtractOptions,
+    storage_options: dict | None,
+    progress: bool,
+):
+    """The one linear Ray Data chain: read (CPU tasks) → model (actor pool) → sink (CPU tasks)."""
+    import ray
+    from ray.data import ActorPoolStrategy, DataContext
+
+    from fovea_ray.pipeline.actor import ChunkExtractor
+    from fovea_ray.pipeline.read import read_chunk
+    from fovea_ray.pipeline.sink import write_chunks
+
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = bool(progress)
+    ctx.enable_operator_progress_bars = bool(progress)
+    ctx.execution_options.preserve_order = False
+    n = cluster.actors
+    compute = ActorPoolStrategy(min_size=1, max_size=n) if cluster.use_gpu else ActorPoolStrategy(size=n)
+    return (
+        ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
+        .map(read_chunk, fn_kwargs={"storage_options": storage_options}, num_cpus=0.5)
+        .map_batches(
+            ChunkExtractor,
+            fn_constructor_kwargs={"spec": spec},
+            batch_size=1,
+            compute=compute,
+            num_gpus=1 if cluster.use_gpu else 0,
+            num_cpus=cluster.actor_cpus,
+            runtime_env={"env_vars": _actor_env()},
+        )
+        .map_batches(
+            write_chunks,
+            batch_size=1,
+            num_cpus=0.5,
+            fn_kwargs={"store_path": out, "strict": opts.strict, "storage_options": storage_options},
+        )
+    )
+
+
+def _drain(
+    ds, df: pd.DataFrame, store: Store, summary: ExtractSummary, on_chunk: Callable[[dict], None] | None
+) -> ExtractSummary:
+    """Pull the stored chunks' counts into ``summary``; the store's status says how it ended."""
+    file_names = df["file_name"].astype(str).to_numpy()
+    store.update_attrs(status="running")
+    t0 = time.perf_counter()
+    arrivals: list[tuple[float, int]] = []  # (seconds, samples so far) as chunks are stored
+    try:
+        for row in ds.iter_rows():
+            now = time.perf_counter()
+            arrivals.append((now - t0, (arrivals[-1][1] if arrivals else 0) + int(row["n"])))
+            failures = json.loads(row["failures"])
+            if not row["written"]:
+                sample, reason = failures[0]
+                raise InputError(
+                    f"{df['image_uri'].iloc[sample]}: {reason} (sample {sample}; --strict stops at the "
+                    "first failure; its chunk was not written)"
+                )
+            summary.done += int(row["n"])
+            summary.failed += len(failures)
+            summary.model_seconds += float(row["seconds"])
+            summary.forward_seconds += float(row["forward_seconds"])
+            summary.write_seconds += float(row["write_seconds"])
+            summary.failures.extend((int(s), str(file_names[s]), str(r)) for s, r in failures)
+            if on_chunk is not None:
+                on_chunk(
+                    {"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures), "elapsed_s": now - t0}
+                )
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray
+        cause = _cause(exc)
+        if isinstance(cause, FoveaRayError):
+            raise type(cause)(str(cause)) from exc
+        raise
+    finally:
+        summary.seconds = time.perf_counter() - t0
+        if arrivals:
+            summary.first_chunk_s = arrivals[0][0]
+            summary.steady_images_per_s = sustained_rate(arrivals)
+        summary.failures.sort()
+        summary.complete = not store.pending_chunks()
+        store.update_attrs(status="complete" if summary.complete else "incomplete", last_run=summary.to_dict())
+    return summary
 
 
 def _actor_env() -> dict[str, str]:
@@ -292,10 +605,11 @@ def extract(
     out: str | os.PathLike,
     *,
     weights: str | os.PathLike | None = None,
-    arch: str = "resnet101",
+    arch: str | None = None,
     layers: Sequence[str] | None = None,
     stats: Sequence[str] = DEFAULT_STATS,
     address: str | None = None,
+    model: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
@@ -311,128 +625,103 @@ def extract(
 ) -> ExtractSummary:
     """Extract tapped, reduced activations for every manifest sample into a Zarr store.
 
-    Args:
-        manifest: a manifest parquet file (``fovea-ray prepare``) or its DataFrame.
-        out: the store (``.zarr`` directory or fsspec URL); created, or resumed if it exists.
-        weights: ``None``/``"none"`` (random weights drawn from ``seed``), a checkpoint path
-            or training output directory, or ``"torchvision"``.
-        arch: ``"resnet101"`` or ``"resnet50"``.
-        layers: layer names or patterns (:func:`fovea_ray.taps.resolve_layers`); default
-            the study's ``backbone.body.layer3.22.bn3`` (R101) / ``layer3.5.bn3`` (R50).
-        stats: per-channel reductions (:func:`fovea_ray.taps.capture`).
-        address: Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
-        chunk_size: samples per store chunk (the unit of work, of writing and of resume).
-        batch_size: images per forward pass inside an actor.
-        seed: the seed of random weights.
-        strict: stop with an error at the first sample that fails (and leave its chunk
-            not done), instead of recording it and going on.
-        backbone_only: run only the backbone (+FPN): faster, no anchor scores.
-        device: ``None`` (GPU actors where the cluster has GPUs, else CPU), ``"cuda"``
-            (GPU actors; an autoscaling cluster adds GPU nodes) or ``"cpu"``.
-        num_actors: model actors (default: one per GPU; on CPU one per 4 cores, at least 1).
-        precision: ``"auto"`` (bf16 autocast on GPU, fp32 on CPU), ``"fp32"``, ``"bf16"``, ``"fp16"``.
-        torch_threads: torch intra-op threads per CPU actor (default: the cores per actor).
-        storage_options: fsspec options for remote images and stores.
-        progress: show Ray Data's progress bars.
-        on_chunk: called in the driver as each chunk is stored, with ``{"chunk", "n",
-            "n_failed", "elapsed_s"}`` (progress reporting, benchmarks).
+    Parameters
+    ----------
+    manifest : path, URL or DataFrame
+        A manifest parquet file (``fovea-ray prepare``) or its DataFrame.
+    out : path or URL
+        The store (``.zarr`` directory or fsspec URL); created, or resumed if it exists.
+    weights : str, path or None
+        ``None``/``"none"`` (random weights drawn from ``seed``), a checkpoint path or
+        training output directory, or ``"torchvision"``.
+    arch : str, optional
+        ``"resnet101"`` (the default) or ``"resnet50"``: Mask R-CNN on that backbone.
+    layers : sequence of str, optional
+        Layer names or patterns (:func:`fovea_ray.taps.resolve_layers`), or ``:default`` /
+        ``:blocks`` (the network's default layer / every block); default the study's
+        ``backbone.body.layer3.22.bn3`` (R101) / ``layer3.5.bn3`` (R50), and for another
+        network its family's default layer (:func:`fovea_ray.model.zoo.default_layer`).
+    stats : sequence of str
+        Per-channel reductions (:func:`fovea_ray.taps.capture`).
+    address : str, optional
+        Ray cluster address; ``None`` uses ``RAY_ADDRESS`` or starts a local Ray.
+    model : str, optional
+        Any network as a model spec (:mod:`fovea_ray.model.spec`): ``resnet50``,
+        ``vit_b_16@IMAGENET1K_V1``, ``timm:NAME``, ``package.module:function``, or a
+        detector name; give ``arch`` or ``model``. A classifier sees the canvas resized and
+        normalised as its weights say, and has no anchor score (NaN in the store).
+    chunk_size : int
+        Samples per store chunk (the unit of work, of writing and of resume).
+    batch_size : int
+        Images per forward pass inside an actor.
+    seed : int
+        The seed of random weights.
+    strict : bool
+        Stop with an error at the first sample that fails (and leave its chunk not
+        done), instead of recording it and going on.
+    backbone_only : bool
+        Run only the backbone (+FPN): faster, no anchor scores. For another network: stop
+        after the deepest tapped layer.
+    device : str, optional
+        ``None`` (GPU actors where the cluster has GPUs, else CPU), ``"cuda"`` (GPU
+        actors; an autoscaling cluster adds GPU nodes) or ``"cpu"``.
+    num_actors : int, optional
+        Model actors (default: one per GPU; on CPU one per 4 cores, at least 1).
+    precision : str
+        ``"auto"`` (bf16 autocast on GPU, fp32 on CPU), ``"fp32"``, ``"bf16"``, ``"fp16"``.
+    torch_threads : int, optional
+        torch intra-op threads per CPU actor (default: the cores per actor).
+    storage_options : dict, optional
+        fsspec options for remote images and stores.
+    progress : bool
+        Show Ray Data's progress bars.
+    on_chunk : callable, optional
+        Called in the driver as each chunk is stored, with ``{"chunk", "n", "n_failed",
+        "elapsed_s"}`` (progress reporting, benchmarks).
 
-    Returns:
-        The run's :class:`ExtractSummary` (also stored as the ``last_run`` attribute).
+    Returns
+    -------
+    ExtractSummary
+        The run's summary (also stored as the ``last_run`` attribute).
 
-    Raises:
-        InputError: unreadable manifest, a store made with a different config, or (with
-            ``strict``) the first failed sample.
+    Raises
+    ------
+    InputError
+        Unreadable manifest, a store made with a different config, or (with ``strict``)
+        the first failed sample.
     """
-    import ray
-
     from fovea_ray.cluster import connect
-    from fovea_ray.pipeline.actor import PRECISIONS, ChunkExtractor, ModelSpec
-    from fovea_ray.pipeline.read import read_chunk
-    from fovea_ray.pipeline.sink import write_chunks
-    from fovea_ray.store import ChunkPlan, create_store, diff_configs, open_store
+    from fovea_ray.pipeline.actor import ModelSpec
+    from fovea_ray.store import ChunkPlan
 
-    if arch not in DEFAULT_LAYERS:
-        raise InputError(f"unknown arch {arch!r}; choose one of {', '.join(DEFAULT_LAYERS)}")
-    if int(chunk_size) < 1 or int(batch_size) < 1:
-        raise InputError(f"chunk_size and batch_size must be >= 1, got {chunk_size} and {batch_size}")
-    if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    # 1. Validate: the options, the manifest and its one geometry.
+    opts = ExtractOptions.validated(
+        weights=weights,
+        layers=layers,
+        arch=arch,
+        model=model,
+        stats=stats,
+        chunk_size=chunk_size,
+        batch_size=batch_size,
+        seed=seed,
+        strict=strict,
+        backbone_only=backbone_only,
+        device=device,
+        num_actors=num_actors,
+        precision=precision,
+        torch_threads=torch_threads,
+    )
     df, source = _load_manifest(manifest)
     canvas, ppd = _manifest_geometry(df, source)
-    weights_arg = _weights_kind(weights)
-    layers = tuple(layers) if layers else DEFAULT_LAYERS[arch]
-    stats = tuple(stats)
-    plan = ChunkPlan(len(df), int(chunk_size))
     out = os.fspath(out)
-
     connect(address)
-    use_gpu, n_actors, threads = _cluster_plan(device, num_actors, torch_threads)
-    resolved_precision = (
-        ("bf16" if precision == "auto" else precision) if use_gpu else ("fp32" if precision == "auto" else precision)
-    )
+    cluster = _cluster_plan(opts)
+    facts = _probe(opts, canvas, ppd)
 
-    facts = _probe(arch, weights_arg, canvas, int(seed), layers, stats, bool(backbone_only), ppd)
-
-    config = {
-        "manifest_checksum": manifest_checksum(df),
-        "n_samples": len(df),
-        "arch": arch,
-        "weights": "random"
-        if weights_arg is None
-        else ("torchvision" if weights_arg == "torchvision" else "checkpoint"),
-        "weights_checksum": facts["weights_checksum"],
-        "layers": facts["layers"],
-        "stats": facts["stats"],
-        "control_stats": facts["control_stats"],
-        "canvas": list(canvas),
-        "foveation": facts["foveation"],
-        "seed": int(seed),
-        "chunk_size": plan.chunk_size,
-        "backbone_only": bool(backbone_only),
-        "precision": resolved_precision,
-    }
-
-    store, overwrite = None, False
-    existing = None
-    if "://" in out or Path(out).exists():
-        try:
-            existing = open_store(out, mode="r+", storage_options=storage_options)
-        except InputError:
-            if "://" not in out:
-                raise  # a local path that is not a store: never overwrite it
-    if existing is not None and existing.attrs.get("status") == "creating":
-        overwrite = True  # an interrupted creation holds no results: make it again
-    elif existing is not None:
-        diffs = diff_configs(existing.attrs.get("config", {}), config)
-        if diffs:
-            raise InputError(
-                f"{out}: this store was made with a different configuration, so it cannot be "
-                f"resumed by this run: {'; '.join(diffs)}. Use another --out, or delete the store "
-                "to start over."
-            )
-        store = existing
-    if store is None:
-        store = create_store(
-            out,
-            n_samples=len(df),
-            layers={name: (c, facts["stats"]) for name, c in zip(facts["layers"], facts["channels"])},
-            control_stats=facts["control_stats"],
-            chunk_size=plan.chunk_size,
-            samples=df,
-            attrs={
-                "config": config,
-                "versions": {**_versions(), **facts["versions"]},
-                "weights_checksum": facts["weights_checksum"],
-                "weights_source": weights_arg or "random",
-                "foveation": facts["foveation"],
-                "manifest": source,
-                "status": "created",
-            },
-            overwrite=overwrite,
-            storage_options=storage_options,
-        )
-
+    # 2. Open or resume the store (a different config is refused).
+    config = _store_config(df, opts, facts, canvas, cluster.precision)
+    store = _open_or_create(out, df, source, config, opts, facts, storage_options)
+    plan = ChunkPlan(len(df), opts.chunk_size)
     pending = store.pending_chunks()
     summary = ExtractSummary(
         store=out,
@@ -440,8 +729,8 @@ def extract(
         n_chunks=plan.n_chunks,
         chunks_run=len(pending),
         chunks_skipped=plan.n_chunks - len(pending),
-        device="GPU" if use_gpu else "CPU",
-        actors=n_actors,
+        device="GPU" if cluster.use_gpu else "CPU",
+        actors=cluster.actors,
     )
     summary.skipped = len(df) - sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
     if not pending:
@@ -449,93 +738,19 @@ def extract(
         store.update_attrs(status="complete")
         return summary
 
-    spec = ModelSpec(
-        arch=arch,
-        weights=weights_arg,
-        canvas=tuple(canvas),
-        seed=int(seed),
-        layers=tuple(facts["layers"]),
-        channels=tuple(facts["channels"]),
-        stats=tuple(facts["stats"]),
-        backbone_only=bool(backbone_only),
-        foveation=dict(facts["foveation"]),
-        device="cuda" if use_gpu else "cpu",
-        precision=resolved_precision,
-        batch_size=int(batch_size),
-        torch_threads=None if use_gpu else threads,
-        weights_checksum=facts["weights_checksum"],
+    # 3. Build the dataset over the pending chunks; 4. drain it into the summary.
+    spec = ModelSpec.from_facts(
+        facts,
+        arch=opts.arch,
+        model=opts.model,
+        weights=opts.weights,
+        canvas=canvas,
+        seed=opts.seed,
+        backbone_only=opts.backbone_only,
+        device=cluster.device,
+        precision=cluster.precision,
+        batch_size=opts.batch_size,
+        torch_threads=None if cluster.use_gpu else cluster.torch_threads,
     )
-
-    from ray.data import ActorPoolStrategy, DataContext
-
-    ctx = DataContext.get_current()
-    ctx.enable_progress_bars = bool(progress)
-    ctx.enable_operator_progress_bars = bool(progress)
-    ctx.execution_options.preserve_order = False
-    compute = ActorPoolStrategy(min_size=1, max_size=n_actors) if use_gpu else ActorPoolStrategy(size=n_actors)
-    # Logical CPUs per model actor: leave one CPU's worth to the read and sink tasks (0.5 each),
-    # or they could never be scheduled beside a pool that fills the machine.
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    actor_cpus = 1.0 if use_gpu else max(0.25, min(float(threads), (cpus - 1.0) / n_actors, 1.0 * threads))
-    rows = _chunk_rows(df, plan, pending)
-    ds = (
-        ray.data.from_items(rows, override_num_blocks=min(len(rows), 10_000))
-        .map(read_chunk, fn_kwargs={"storage_options": storage_options}, num_cpus=0.5)
-        .map_batches(
-            ChunkExtractor,
-            fn_constructor_kwargs={"spec": spec},
-            batch_size=1,
-            compute=compute,
-            num_gpus=1 if use_gpu else 0,
-            num_cpus=actor_cpus,
-            runtime_env={"env_vars": _actor_env()},
-        )
-        .map_batches(
-            write_chunks,
-            batch_size=1,
-            num_cpus=0.5,
-            fn_kwargs={"store_path": out, "strict": bool(strict), "storage_options": storage_options},
-        )
-    )
-    del rows
-    file_names = df["file_name"].astype(str).to_numpy()
-    store.update_attrs(status="running")
-    t0 = time.perf_counter()
-    arrivals: list[tuple[float, int]] = []  # (seconds, samples so far) as chunks are stored
-    try:
-        for row in ds.iter_rows():
-            now = time.perf_counter()
-            arrivals.append((now - t0, (arrivals[-1][1] if arrivals else 0) + int(row["n"])))
-            failures = json.loads(row["failures"])
-            if not row["written"]:
-                sample, reason = failures[0]
-                raise InputError(
-                    f"{df['image_uri'].iloc[sample]}: {reason} (sample {sample}; --strict stops at the "
-                    "first failure; its chunk was not written)"
-                )
-            summary.done += int(row["n"])
-            summary.failed += len(failures)
-            summary.model_seconds += float(row["seconds"])
-            summary.forward_seconds += float(row["forward_seconds"])
-            summary.write_seconds += float(row["write_seconds"])
-            summary.failures.extend((int(s), str(file_names[s]), str(r)) for s, r in failures)
-            if on_chunk is not None:
-                on_chunk(
-                    {"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures), "elapsed_s": now - t0}
-                )
-    except InputError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray
-        cause = _cause(exc)
-        if isinstance(cause, FoveaRayError):
-            raise type(cause)(str(cause)) from exc
-        raise
-    finally:
-        summary.seconds = time.perf_counter() - t0
-        if arrivals:
-            summary.first_chunk_s = arrivals[0][0]
-            summary.steady_images_per_s = sustained_rate(arrivals)
-        summary.failures.sort()
-        summary.complete = not store.pending_chunks()
-        store.update_attrs(status="complete" if summary.complete else "incomplete", last_run=summary.to_dict())
-    return summary
+    ds = _build_dataset(_chunk_rows(df, plan, pending), spec, cluster, out, opts, storage_options, progress)
+    return _drain(ds, df, store, summary, on_chunk)

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from fovea_ray.errors import one_line
+
 #: Concurrent fetches per read task for remote filesystems (object-store latency bound).
 REMOTE_FETCH_THREADS = 16
 
@@ -26,8 +28,7 @@ def _reason(exc: BaseException) -> str:
         return "not a file (a directory)"
     if isinstance(exc, PermissionError):
         return "unreadable file (permission denied)"
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"unreadable file ({type(exc).__name__}: {text[:300]})"
+    return f"unreadable file ({type(exc).__name__}: {one_line(exc, 300)})"
 
 
 def _read_local(uri: str) -> bytes:

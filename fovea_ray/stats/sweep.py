@@ -26,12 +26,16 @@ CONTROLS = "controls/pixels"
 STUDY_LAYER = "backbone.body.layer3.22.bn3"
 
 
-def choose_main_layer(layers: Sequence[str], requested: str | None = None) -> str:
-    """``requested`` if given (it must exist); else the study's layer if tapped; else the deepest."""
+def choose_main_layer(layers: Sequence[str], requested: str | None = None, default: str | None = None) -> str:
+    """``requested`` if given (it must exist); else the network's ``default`` layer (the
+    store's ``default_layer`` attribute) if tapped; else the study's layer if tapped; else
+    the deepest."""
     if requested:
         if requested not in layers and requested != CONTROLS:
             raise InputError(f"layer {requested!r} is not in the store (layers: {', '.join(layers)})")
         return requested
+    if default and default in layers:
+        return default
     if STUDY_LAYER in layers:
         return STUDY_LAYER
     if not layers:
@@ -121,7 +125,7 @@ def run_store_tests(
     cfg = config or BatteryConfig()
     store = open_store(store_path)
     all_names = store.layers
-    main = choose_main_layer(all_names, main_layer)
+    main = choose_main_layer(all_names, main_layer, store.attrs.get("default_layer"))
     if all_layers:
         todo = list(all_names)
     elif layers:

@@ -24,6 +24,7 @@ TOML layout (every key optional)::
 
     [extract]
     arch = "resnet101"
+    model = ""        # any other network: "resnet50", "vit_b_16@IMAGENET1K_V1", "timm:NAME", "pkg.mod:fn"
     weights = "none"  # "none" | checkpoint path | training output dir | "torchvision"
     layers = ["backbone.body.layer*.*", "backbone.body.layer3.22.bn3"]
     stats = ["mean", "median", "max"]
@@ -79,6 +80,7 @@ class PrepareConfig:
 @dataclass
 class ExtractConfig:
     arch: str = "resnet101"
+    model: str = ""  # a model spec; when set, it replaces arch (and the layers default to :blocks, :default)
     weights: str = "none"
     # Every bottleneck output (the depth sweep) plus the study's own tap inside layer3.22.
     layers: list[str] = field(default_factory=lambda: ["backbone.body.layer*.*", STUDY_LAYER])

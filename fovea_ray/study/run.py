@@ -15,9 +15,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fovea_ray.errors import InputError
-from fovea_ray.study.config import RunConfig
+from fovea_ray.pipeline.probe import BLOCKS_ALIAS, DEFAULT_ALIAS
+from fovea_ray.study.config import STUDY_LAYER, ExtractConfig, RunConfig
 
 DEMO_NOTICE = (
     "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO and a network with "
@@ -101,6 +103,20 @@ def prepare_manifest(cfg: RunConfig, ann: str, images: str, out: Path) -> Path:
     return path
 
 
+def _network(cfg: RunConfig) -> dict[str, Any]:
+    """``extract``'s network arguments: ``model`` when one is named, else the detector's ``arch``.
+
+    A named model whose layers were left at the detector's default sweeps its own blocks
+    and its family's default layer instead (``:blocks``, ``:default``).
+    """
+    if not cfg.extract.model:
+        return {"arch": cfg.extract.arch, "layers": cfg.extract.layers}
+    layers = cfg.extract.layers
+    if layers == ExtractConfig().layers:
+        layers = [BLOCKS_ALIAS, DEFAULT_ALIAS]
+    return {"model": cfg.extract.model, "layers": layers}
+
+
 def extract_store(cfg: RunConfig, manifest: Path, out: Path) -> Path:
     from fovea_ray.pipeline.extract import extract
 
@@ -110,8 +126,7 @@ def extract_store(cfg: RunConfig, manifest: Path, out: Path) -> Path:
         manifest,
         store,
         weights=weights,
-        arch=cfg.extract.arch,
-        layers=cfg.extract.layers,
+        **_network(cfg),
         stats=cfg.extract.stats,
         address=cfg.extract.address or None,
         chunk_size=cfg.extract.chunk_size,
@@ -156,9 +171,9 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
         address=cfg.extract.address or None,
         progress=True,
     )
-    doc = run_store_tests(
-        store, all_layers=t.all_layers, main_layer=t.layer or None, stats=t.stats or None, config=battery
-    )
+    # A network other than the detector has no layer3.22.bn3: its store's default layer leads.
+    main_layer = None if cfg.extract.model and t.layer == STUDY_LAYER else (t.layer or None)
+    doc = run_store_tests(store, all_layers=t.all_layers, main_layer=main_layer, stats=t.stats or None, config=battery)
     doc["run_config"] = cfg.to_dict()
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)

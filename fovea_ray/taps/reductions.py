@@ -91,7 +91,8 @@ def parse_stats(stats: str | Iterable[str]) -> list[StatSpec]:
         match = _TOPK.match(name)
         if match is None:
             raise ValueError(
-                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, topk_mean@K (K a count or a fraction in (0, 1))"
+                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, "
+                "topk_mean@K (K a count or a fraction in (0, 1))"
             )
         k = float(match.group("k")) if match.group("k") else 0.1
         if not (0 < k < 1 or (k >= 1 and k == int(k))):
@@ -230,6 +231,28 @@ def _median_bracketed(rows: np.ndarray, width: int | None) -> np.ndarray:
     return median
 
 
+def _median_zero_ties(rows: np.ndarray, median) -> np.ndarray:
+    """Medians of ``rows``, exactly 0 where both middle ranks hold a 0, else ``median(rows)``.
+
+    A map after a ReLU is about half zeros, so about half of its channels have the median
+    0: exactly those where ``#(x < 0) <= k1`` and ``#(x <= 0) > k2`` for the middle ranks
+    ``k1 = (n-1)//2``, ``k2 = n//2``. Two counting passes find them, and only the other rows
+    go through the selection (a row holding NaN keeps its NaN median).
+    """
+    n = rows.shape[1]
+    k1, k2 = (n - 1) // 2, n // 2
+    zero = (np.count_nonzero(rows < 0, axis=1) <= k1) & (np.count_nonzero(rows <= 0, axis=1) > k2)
+    if not zero.any():
+        return median(rows)
+    idx = np.flatnonzero(zero)
+    zero[idx[np.isnan(rows[idx].max(axis=1))]] = False  # max propagates NaN
+    out = np.zeros(rows.shape[0], dtype=np.float32)
+    rest = np.flatnonzero(~zero)
+    if rest.size:
+        out[rest] = median(rows[rest])
+    return out
+
+
 def median_rows(rows: torch.Tensor, *, width: int | None = None) -> torch.Tensor:
     """Exact per-row medians of a CPU float32 ``(R, n)`` tensor (numpy's definition: the
     mean of the two middle values), by bracketed selection for rows of at least
@@ -241,12 +264,15 @@ def median_rows(rows: torch.Tensor, *, width: int | None = None) -> torch.Tensor
     out = np.empty(array.shape[0], dtype=np.float32)
     if array.shape[1] < BRACKET_MIN_LENGTH:
 
-        def work(part: np.ndarray, dest: np.ndarray) -> None:
-            dest[...] = _median_sorted_whole(part)
+        def median(part: np.ndarray) -> np.ndarray:
+            return _median_sorted_whole(part)
     else:
 
-        def work(part: np.ndarray, dest: np.ndarray) -> None:
-            dest[...] = _median_bracketed(part, width)
+        def median(part: np.ndarray) -> np.ndarray:
+            return _median_bracketed(part, width)
+
+    def work(part: np.ndarray, dest: np.ndarray) -> None:
+        dest[...] = _median_zero_ties(part, median)
 
     _split_rows(array, work, out)
     return torch.from_numpy(out)

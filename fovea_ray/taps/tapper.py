@@ -13,6 +13,19 @@ receptive field, exactly as they see zero padding when the image runs alone.
 Backbone-only mode runs the detection transform and the backbone, and stops the forward
 pass (a private exception raised from a hook) as soon as every tapped layer has produced
 its output and could not run again, so layers after the deepest tap are never computed.
+
+Any other network (a classifier, a ViT, a user's module; see
+:func:`fovea_ray.model.build_model`) is tapped the same way. Its input is the canvas
+resized and normalised as ``model.fovea_ray_info["input"]`` says (no padding, so every
+position is valid), and backbone-only mode stops it after the deepest tap. Maps of every
+kind reduce per channel:
+
+- (B, C, H, W) conv maps over the H x W positions;
+- (B, N, C) token maps of transformers over the *patch* tokens: the leading class (and
+  register) tokens, ``prefix_tokens`` of them, are left out, since the class token is a
+  pooled summary rather than a place in the image (it stays tappable as the input of the
+  head);
+- (B, C) vectors (a pooled feature, the logits): every statistic of one value is the value.
 """
 
 from __future__ import annotations
@@ -47,7 +60,9 @@ class TapOutput:
             coordinates (full-model mode), else None.
         layers: the tapped module names, in network depth order.
         stats: the statistic names (canonical), the S axis of every tap.
-        image_sizes: (height, width) of each input image.
+        image_sizes: (height, width) of each input image (as the network saw it).
+        confidence: a classifier's top-1 softmax probability per image (full forward of a
+            network whose output is (B, K) logits), else None.
     """
 
     taps: dict[str, torch.Tensor]
@@ -55,6 +70,7 @@ class TapOutput:
     layers: list[str]
     stats: list[str]
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    confidence: torch.Tensor | None = None
 
 
 def _model_device(model: nn.Module) -> torch.device:
@@ -93,8 +109,9 @@ class Tapper:
     """Hooks on ``layers`` of ``model``, registered once and reused for every batch.
 
     Args:
-        model: a torchvision detection model (e.g. from :func:`fovea_ray.model.build_model`),
-            in eval mode, with a ``transform`` and a ``backbone``.
+        model: a network in eval mode: a torchvision detection model with a ``transform``
+            and a ``backbone`` (e.g. ``build_model()``), or any other ``nn.Module`` (e.g.
+            ``build_model(model="vit_b_16")``), fed the canvas as ``input_spec`` says.
         layers: module names or patterns (:func:`~fovea_ray.taps.layers.resolve_layers`).
         stats: statistic names (:mod:`fovea_ray.taps.reductions`); S follows this order.
         backbone_only: run only the transform and the backbone, stopping after the deepest
@@ -104,6 +121,12 @@ class Tapper:
         output_device: where the returned statistics and detections go (``"cpu"``);
             None keeps them on the model's device.
         median_backend: ``"auto"``, ``"numpy"`` (CPU only) or ``"torch"``.
+        input_spec: for a non-detection network, the resize and normalisation of its input (an
+            :class:`~fovea_ray.model.zoo.InputSpec` or its dict); default
+            ``model.fovea_ray_info["input"]``, else the images are fed as they are.
+        prefix_tokens: leading tokens of (B, N, C) maps left out of the statistics (of maps
+            with N = prefix + patch tokens); default ``model.fovea_ray_info["prefix_tokens"]``,
+            else detected (timm's ``num_prefix_tokens``, 1 for a torchvision ViT, else 0).
 
     The hooks act only during a call; running the model directly is unaffected. A module
     that runs more than once per forward pass (such as the ReLU shared by the three
@@ -121,12 +144,24 @@ class Tapper:
         masks: bool = False,
         output_device: str | torch.device | None = "cpu",
         median_backend: str = "auto",
+        input_spec: Any = None,
+        prefix_tokens: int | None = None,
     ) -> None:
-        for attribute in ("transform", "backbone"):
-            if not hasattr(model, attribute):
-                raise ValueError(
-                    f"model has no .{attribute}; Tapper needs a torchvision detection model such as fovea_ray.model.build_model()"
-                )
+        from fovea_ray.model.zoo import InputSpec
+        from fovea_ray.model.zoo import patch_tokens as detect_patches
+        from fovea_ray.model.zoo import prefix_tokens as detect_prefix
+
+        info = getattr(model, "fovea_ray_info", None) or {}
+        self.detection = hasattr(model, "transform") and hasattr(model, "backbone")
+        input_spec = info.get("input") if input_spec is None else input_spec
+        if isinstance(input_spec, dict):
+            input_spec = InputSpec.from_dict(input_spec)
+        self.input: InputSpec | None = None if self.detection else input_spec
+        if prefix_tokens is None:
+            prefix_tokens = info.get("prefix_tokens", detect_prefix(model))
+        self.prefix_tokens = int(prefix_tokens)
+        patches = info["patch_tokens"] if "patch_tokens" in info else detect_patches(model)
+        self.patch_tokens: int | None = None if patches is None else int(patches)
         if median_backend not in ("auto", "numpy", "torch"):
             raise ValueError(f"median_backend must be 'auto', 'numpy' or 'torch', got {median_backend!r}")
         self.model = model
@@ -137,7 +172,7 @@ class Tapper:
         self.output_device = None if output_device is None else torch.device(output_device)
         self.median_backend = median_backend
         modules = dict(model.named_modules())
-        if self.backbone_only:
+        if self.backbone_only and self.detection:
             outside = [n for n in self.layers if not n.startswith("backbone.")]
             if outside:
                 raise ValueError(f"backbone_only=True cannot tap layers outside model.backbone: {', '.join(outside)}")
@@ -157,7 +192,8 @@ class Tapper:
         self._image_sizes: list[tuple[int, int]] = []
         self._padded: tuple[int, int] = (0, 0)
         self._handles = [modules[n].register_forward_hook(partial(self._on_tap, n)) for n in self.layers]
-        self._handles.append(model.transform.register_forward_hook(self._on_transform))
+        if self.detection:
+            self._handles.append(model.transform.register_forward_hook(self._on_transform))
         for trigger in sorted(set(self._triggers.values()) - set(self.layers)):
             self._handles.append(modules[trigger].register_forward_hook(partial(self._on_trigger, trigger)))
 
@@ -196,11 +232,16 @@ class Tapper:
             )
         if not isinstance(output, torch.Tensor):
             raise ValueError(f"layer {name!r} outputs a {type(output).__name__}, not a (B, C, H, W) tensor")
-        if output.ndim != 4 or output.shape[0] != self._batch:
+        kinds = (4,) if self.detection else (2, 3, 4)
+        if output.ndim not in kinds or output.shape[0] != self._batch:
+            wanted = "(B, C, H, W)" if self.detection else "(B, C, H, W), (B, N, C) or (B, C)"
             raise ValueError(
-                f"layer {name!r} outputs shape {tuple(output.shape)}, not (B={self._batch}, C, H, W) with one map per image"
+                f"layer {name!r} outputs shape {tuple(output.shape)}, not {wanted} with B={self._batch}, one per image"
             )
-        self._results[name] = self._reduce(output)
+        if output.ndim == 4:
+            self._results[name] = self._reduce(output)
+        else:
+            self._results[name] = self._reduce_tokens(name, output)
         self._arrive(name)
 
     def _on_trigger(self, name: str, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -212,8 +253,27 @@ class Tapper:
         if self.backbone_only and not self._pending and len(self._results) == len(self.layers):
             raise _StopForward
 
+    def _reduce_tokens(self, name: str, feature: torch.Tensor) -> torch.Tensor:
+        if feature.ndim == 2:  # (B, C): one value per channel
+            rows = feature.reshape(-1, 1)
+            return reduce_rows(rows, self._specs, median_backend=self.median_backend).view(*feature.shape, -1)
+        batch, tokens, channels = feature.shape
+        # The prefix is there only when the map holds prefix + patches tokens (the patch
+        # embedding's output comes before the class token is added).
+        full = self.prefix_tokens + self.patch_tokens if self.patch_tokens is not None else None
+        skip = self.prefix_tokens if (tokens == full or (full is None and tokens > self.prefix_tokens)) else 0
+        patches = feature[:, skip:, :]
+        # Channels to rows: (B, N', C) -> (B, C, N'); the copy is one map, on the device.
+        rows = patches.transpose(1, 2).reshape(batch * channels, tokens - skip)
+        return reduce_rows(rows, self._specs, median_backend=self.median_backend).view(batch, channels, -1)
+
     def _reduce(self, feature: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = feature.shape
+        if not self.detection:  # resized to one size, never padded: every position is valid
+            rows = feature.reshape(batch * channels, height * width)
+            return reduce_rows(rows, self._specs, median_backend=self.median_backend, width=width).view(
+                batch, channels, -1
+            )
         padded_h, padded_w = self._padded
         if all(size == (padded_h, padded_w) for size in self._image_sizes):
             rows = feature.reshape(batch * channels, height * width)
@@ -242,11 +302,13 @@ class Tapper:
         self._results = {}
         self._pending = set(self._triggers.values())
         self._image_sizes = []
-        detections = None
+        detections = confidence = None
         self._active = True
         try:
             with torch.inference_mode():
-                if self.backbone_only:
+                if not self.detection:
+                    confidence = self._classifier_forward(image_list)
+                elif self.backbone_only:
                     transformed, _ = model.transform(image_list)
                     try:
                         model.backbone(transformed.tensors)
@@ -267,9 +329,34 @@ class Tapper:
             ]
         sizes = list(self._image_sizes) or [tuple(int(v) for v in im.shape[-2:]) for im in image_list]
         self._results = {}
+        if confidence is not None and self.output_device is not None:
+            confidence = confidence.to(self.output_device)
         return TapOutput(
-            taps=taps, detections=detections, layers=list(self.layers), stats=list(self.stats), image_sizes=sizes
+            taps=taps,
+            detections=detections,
+            layers=list(self.layers),
+            stats=list(self.stats),
+            image_sizes=sizes,
+            confidence=confidence,
         )
+
+    def _classifier_forward(self, image_list: list[torch.Tensor]) -> torch.Tensor | None:
+        """Resize + normalise, forward (stopped after the deepest tap in backbone-only mode),
+        and the top-1 softmax confidence when the output is (B, K) logits."""
+        sizes = {tuple(im.shape[-2:]) for im in image_list}
+        if self.input is None and len(sizes) > 1:
+            raise ValueError(f"images of different sizes {sorted(sizes)} need an input spec that resizes them")
+        batch = torch.stack(image_list) if len(sizes) == 1 else None
+        if self.input is not None:
+            batch = torch.cat([self.input(im[None]) for im in image_list]) if batch is None else self.input(batch)
+        self._image_sizes = [tuple(int(v) for v in batch.shape[-2:])] * len(image_list)
+        try:
+            output = self.model(batch)
+        except _StopForward:
+            return None
+        if isinstance(output, torch.Tensor) and output.ndim == 2 and output.shape[0] == len(image_list):
+            return output.float().softmax(dim=1).max(dim=1).values
+        return None
 
     def _full_forward(self, image_list: list[torch.Tensor]) -> list[dict[str, torch.Tensor]]:
         roi_heads = getattr(self.model, "roi_heads", None)
