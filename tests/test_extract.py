@@ -114,7 +114,7 @@ def arrays_of(path: Path) -> dict[str, np.ndarray]:
     out["controls"] = st.controls()
     s = st.samples
     for col in s.columns:
-        out[col] = s[col].to_numpy()
+        out[col] = np.stack(s[col].to_numpy()) if col == "fixation" else s[col].to_numpy()
     return out
 
 
