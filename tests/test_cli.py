@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-COMMANDS = ["run", "prepare", "extract", "test", "report", "foveate", "train", "info"]
+COMMANDS = ["run", "prepare", "extract", "test", "report", "foveate", "train", "pretrain", "convert", "info"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

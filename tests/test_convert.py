@@ -266,3 +266,23 @@ def test_command_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main([str(tmp_path / "missing.pth"), str(tmp_path / "x.pt")])
     assert info.value.code == 2 and "not found" in capsys.readouterr().err
+
+
+def test_fovea_ray_convert_command(tmp_path):
+    """`fovea-ray convert SRC DST` in the typer CLI; bad options are one-line errors."""
+    from _helpers import run_cli
+
+    from fovea_ray.cli import convert as cli_convert
+    from fovea_ray.model import convert as model_convert
+
+    assert cli_convert.SOURCES == model_convert.SOURCES and cli_convert.INPUT_FORMATS == model_convert._INPUT_FORMATS
+    src = tmp_path / "mb_r50.pth"
+    torch.save({"model": synthetic_resnet_fpn("resnet50", "mb", seed=3)}, src)
+    code, text = run_cli(["convert", str(src), str(tmp_path / "out.pt"), "--source", "maskrcnn-benchmark"])
+    assert code == 0 and "wrote" in text, text
+    assert load_checkpoint(tmp_path / "out.pt")["roi_heads.box_predictor.cls_score.weight"].shape == (91, 1024)
+    code, text = run_cli(["convert", str(src), str(tmp_path / "x.pt"), "--pixel-mean", "1,2"])
+    assert code == 2 and "--pixel-mean: expected three" in text and "Traceback" not in text
+    code, text = run_cli(["convert", str(src), str(tmp_path / "x.pt"), "--source", "caffe"])
+    assert code == 2 and "--source: expected one of maskrcnn-benchmark, detectron2" in text
+    assert not (tmp_path / "x.pt").exists()

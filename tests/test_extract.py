@@ -7,7 +7,6 @@ forward (``fovea_ray.taps.capture`` on ``render_batch`` output, one image at a t
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _helpers import run_cli
 
 from fovea_ray.errors import InputError
 from fovea_ray.store import open_store
@@ -114,7 +114,7 @@ def arrays_of(path: Path) -> dict[str, np.ndarray]:
     out["controls"] = st.controls()
     s = st.samples
     for col in s.columns:
-        out[col] = s[col].to_numpy()
+        out[col] = np.stack(s[col].to_numpy()) if col == "fixation" else s[col].to_numpy()
     return out
 
 
@@ -231,7 +231,7 @@ def test_bad_images_are_recorded_and_the_run_finishes(ray_session, synthetic_coc
     assert summary.complete and summary.done == 9 and summary.failed == len(expect)
     assert [f[0] for f in summary.failures] == sorted(expect)
     text = summary.format()
-    for i, why in expect.items():
+    for i in expect:
         assert f"sample {i} " in text
     st = open_store(out)
     s = st.samples
@@ -328,29 +328,13 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
     assert_same_store(out, ref)
 
 
-def _cli(args: list[str]) -> tuple[int, str]:
-    """Run `fovea-ray ARGS` in this process (reusing the session's Ray); (exit code, stdout + stderr)."""
-    import contextlib
-
-    from fovea_ray.cli import main
-
-    buf = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, buf.getvalue()
-
-
 def test_cli_resumes_a_complete_store_and_reports(reference_store, manifest, tmp_path):
     from fovea_ray.data.manifest import write_manifest
 
     path = write_manifest(manifest, tmp_path / "m.parquet")
     out = tmp_path / "s.zarr"
     shutil.copytree(reference_store, out)
-    code, text = _cli(
+    code, text = run_cli(
         [
             "extract",
             str(path),
@@ -376,8 +360,8 @@ def test_cli_resumes_a_complete_store_and_reports(reference_store, manifest, tmp
 
 
 def test_cli_bad_inputs_are_one_line_errors(ray_session, tmp_path):
-    code, text = _cli(["extract", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "s.zarr")])
+    code, text = run_cli(["extract", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "s.zarr")])
     assert code == 2 and "nope.parquet" in text and "Traceback" not in text
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    code, text = _cli(["extract", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "s.zarr")])
+    code, text = run_cli(["extract", str(tmp_path / "bad.parquet"), "--out", str(tmp_path / "s.zarr")])
     assert code == 2 and "bad.parquet" in text and "Traceback" not in text

@@ -193,7 +193,7 @@ def test_high_frequency_energy_falls_monotonically_with_eccentricity():
     ]
     rings_in = [energy_in[(r >= a) & (r < b)].mean() for a, b in zip(edges, edges[1:])]
     fovea = fov.fovea_radius_px
-    for i, (a, b) in enumerate(zip(edges, edges[1:])):
+    for i, (_a, b) in enumerate(zip(edges, edges[1:])):
         if b <= fovea:
             assert rings[i] == pytest.approx(rings_in[i], rel=1e-6)
     beyond = [e for e, a in zip(rings, edges) if a >= fovea]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import blossom_total
 
 from fovea_ray.data.manifest import MANIFEST_COLUMNS, build_manifest, read_manifest, summary_path, write_manifest
 from fovea_ray.errors import InputError
@@ -78,18 +79,6 @@ def check_rules(df, ann_file: Path, canvas: int, band=(8.0, 12.0), ppd=30.0) -> 
     assert np.abs(np.mean(np.exp(1j * np.array(ang)))) < 0.5
 
 
-def blossom_optimum(eligible: dict) -> int:
-    import itertools
-
-    nx = pytest.importorskip("networkx")
-    g = nx.Graph()
-    g.add_nodes_from(eligible)
-    for a, b in itertools.combinations(eligible, 2):
-        if set(eligible[a]) & set(eligible[b]):
-            g.add_edge(a, b)
-    return 2 * len(nx.max_weight_matching(g, maxcardinality=True))
-
-
 @pytest.fixture(scope="module")
 def syn_manifest(synthetic_coco):
     return build_manifest(synthetic_coco / "instances.json", synthetic_coco / "images", canvas=SYN_CANVAS, seed=0)
@@ -104,7 +93,7 @@ def test_synthetic_rules(syn_manifest, synthetic_coco):
     assert s["n_categories"] >= 6
     # Optimal: equal to the maximum matching of the "shares a category" graph.
     eligible = {i: sorted(c) for i, c in eligible_from_raw_json(synthetic_coco / "instances.json", SYN_CANVAS).items()}
-    assert len(df) == s["optimum_total"] == blossom_optimum(eligible)
+    assert len(df) == s["optimum_total"] == blossom_total(eligible)
     assert all(Path(u).is_file() for u in df["image_uri"])
 
 
@@ -114,7 +103,7 @@ def test_coco128_rules_and_optimum(coco128_dir):
     check_rules(df, ann, 640)
     s = df.attrs["summary"]
     eligible = {i: sorted(c) for i, c in eligible_from_raw_json(ann, 640).items()}
-    assert len(df) == s["optimum_total"] == blossom_optimum(eligible)
+    assert len(df) == s["optimum_total"] == blossom_total(eligible)
     assert s["first_come_total"] < s["optimum_total"]
     assert s["annotations"]["rejected"]["crowd"] > 0 and s["annotations"]["rejected"]["too_small"] > 0
 

@@ -7,6 +7,7 @@ import random
 
 import numpy as np
 import pytest
+from _helpers import blossom_total
 
 from fovea_ray.data.balance import balanced_assignment, greedy_assignment, max_balanced_pairs
 
@@ -22,17 +23,6 @@ def brute_force_total(eligible: dict) -> int:
                 counts[c] = counts.get(c, 0) + 1
         best = max(best, sum(2 * (v // 2) for v in counts.values()))
     return best
-
-
-def blossom_total(eligible: dict) -> int:
-    """Twice a maximum matching in the graph joining images that share a category."""
-    nx = pytest.importorskip("networkx")
-    g = nx.Graph()
-    g.add_nodes_from(eligible)
-    for a, b in itertools.combinations(eligible, 2):
-        if set(eligible[a]) & set(eligible[b]):
-            g.add_edge(a, b)
-    return 2 * len(nx.max_weight_matching(g, maxcardinality=True))
 
 
 def assert_valid(eligible: dict, result) -> None:

@@ -195,7 +195,7 @@ def test_type1_is_sharper_than_type0_and_uint8_matches_float(synthetic_coco):
 
 def test_bad_arguments():
     img = torch.rand(3, 10, 10)
-    with pytest.raises(ValueError, match="fixations_xy"):
+    with pytest.raises(ValueError, match="fixations"):
         render_batch([img], [[1, 2, 3]], [[0, 0, 5, 5]], (8, 8), Identity())
     with pytest.raises(ValueError, match="windows_xywh"):
         render_batch([img], [[1, 2]], [[0, 0, 5.5, 5]], (8, 8), Identity())

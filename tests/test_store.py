@@ -115,14 +115,13 @@ def test_round_trip(store):
     assert st.control_stat_names == CONTROLS
 
     m, s = manifest(), st.samples
-    assert list(s.columns[:11]) == [
+    assert list(s.columns[:10]) == [
         "sample",
         "image_id",
         "ann_id",
         "category_id",
         "label",
-        "fixation_x",
-        "fixation_y",
+        "fixation",
         "eccentricity_deg",
         "anchor_score",
         "done",
@@ -130,7 +129,7 @@ def test_round_trip(store):
     ]
     for col in ("sample", "image_id", "ann_id", "category_id", "label", "eccentricity_deg", "file_name"):
         np.testing.assert_array_equal(s[col].to_numpy(), m[col].to_numpy())
-    np.testing.assert_allclose(s[["fixation_x", "fixation_y"]].to_numpy(), np.stack(m["fixation_xy"]))
+    np.testing.assert_allclose(np.stack(s["fixation"]), np.stack(m["fixation_xy"]))
     errors = sum((chunk_payload(st, i)[3] for i in st.plan), [])
     assert s["error"].tolist() == errors  # long and non-ASCII reasons survive
     assert s["done"].all()
@@ -260,8 +259,19 @@ def test_minimal_samples_table(tmp_path):
         attrs={},
     )
     s = st.samples
-    assert s["sample"].tolist() == [0, 1, 2] and s["fixation_y"].tolist() == [4.0, 5.0, 6.0]
+    assert s["sample"].tolist() == [0, 1, 2] and np.stack(s["fixation"])[:, 1].tolist() == [4.0, 5.0, 6.0]
     assert s["file_name"].tolist() == ["", "", ""]
+    # The store's own table (one `fixation` column of (x, y)) makes the same store again.
+    again = create_store(
+        tmp_path / "again.zarr",
+        n_samples=3,
+        layers={"l": (2, ["mean"])},
+        control_stats=["mean"],
+        chunk_size=2,
+        samples=s,
+        attrs={},
+    )
+    np.testing.assert_array_equal(np.stack(again.samples["fixation"]), [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]])
 
 
 def _write_one(path: str, i: int) -> int:

@@ -3,8 +3,6 @@ checkpoint loaded by `build_model` and by `fovea-ray extract`."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
@@ -14,22 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import run_cli
 
 STEPS = 10
-
-
-def _cli_in_process(args: list[str]) -> tuple[int, str]:
-    """Run `fovea-ray ARGS` here (reusing the session's Ray); (exit code, output)."""
-    from fovea_ray.cli import main
-
-    buf = io.StringIO()
-    code = 0
-    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
-        try:
-            main(args)
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-    return code, buf.getvalue()
 
 
 def _logged_steps(path: Path) -> dict[int, dict]:
@@ -147,7 +132,7 @@ def test_train_overfits_resumes_after_sigkill_evaluates_and_feeds_extract(ray_se
     model = build_model("resnet50", out, (128, 128))
     assert model.fovea_ray_info["weights"] == str(directory / "model.pt")
 
-    code, text = _cli_in_process(
+    code, text = run_cli(
         [
             "prepare",
             "--ann-file",
@@ -170,7 +155,7 @@ def test_train_overfits_resumes_after_sigkill_evaluates_and_feeds_extract(ray_se
         ]
     )
     assert code == 0, text
-    code, text = _cli_in_process(
+    code, text = run_cli(
         [
             "extract",
             str(tmp_path / "m.parquet"),

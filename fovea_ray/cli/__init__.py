@@ -46,7 +46,7 @@ def _root(
 
 def _register() -> None:
     # Imported here so each command module stays independent of the others.
-    from fovea_ray.cli import extract, foveate, info, prepare, pretrain, report, run, test, train
+    from fovea_ray.cli import convert, extract, foveate, info, prepare, pretrain, report, run, test, train
 
     app.command("run")(run.run)
     app.command("prepare")(prepare.prepare)
@@ -56,6 +56,7 @@ def _register() -> None:
     app.command("foveate")(foveate.foveate)
     app.command("train")(train.train)
     app.command("pretrain")(pretrain.pretrain)
+    app.command("convert")(convert.convert)
     app.command("info")(info.info)
 
 

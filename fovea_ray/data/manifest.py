@@ -31,6 +31,7 @@ import json
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -193,33 +194,191 @@ def _resolve_categories(coco, categories: Sequence[str | int] | None, ann_file: 
 # -- the builder --------------------------------------------------------------------------
 
 
-def _validate_options(canvas, pixels_per_degree, ecc_band, min_area, max_window_fraction, border_px, n_per_type):
-    if isinstance(canvas, (int, np.integer)):
-        canvas = (int(canvas), int(canvas))
-    canvas = tuple(int(v) for v in canvas)
-    if len(canvas) != 2 or min(canvas) < 8:
-        raise InputError(f"canvas must be a size >= 8 px or (H, W), got {canvas}")
-    if not (math.isfinite(pixels_per_degree) and pixels_per_degree > 0):
-        raise InputError(f"pixels_per_degree must be positive, got {pixels_per_degree}")
-    lo, hi = (float(v) for v in ecc_band)
-    if not (0 <= lo <= hi and hi > 0 and math.isfinite(hi)):
-        raise InputError(f"ecc_band must be 0 <= LO <= HI degrees with HI > 0, got {tuple(ecc_band)}")
-    # Type 0 must actually be blurred: below its band's lower edge the Geisler-Perry cutoff
-    # (default foveation parameters) must fall under the display's Nyquist frequency.
-    nyquist = pixels_per_degree / 2.0
-    f_lo = float(cutoff_cpd(lo))
-    if f_lo >= nyquist:
-        e_min = eccentricity_for_cutoff(nyquist)
-        raise InputError(
-            f"ecc_band {lo:g}-{hi:g} deg at {pixels_per_degree:g} px/deg leaves type-0 objects unblurred: the "
-            f"cutoff at {lo:g} deg is {f_lo:.1f} cycles/deg, at or above the display's Nyquist {nyquist:g}; "
-            f"use a band above {e_min:.1f} deg (or more pixels per degree)"
-        )
-    if min_area < 0 or not 0 < max_window_fraction <= 1 or border_px < 0:
-        raise InputError("need min_area >= 0, 0 < max_window_fraction <= 1 and border_px >= 0")
-    if n_per_type is not None and n_per_type < 1:
-        raise InputError(f"n_per_type must be >= 1, got {n_per_type}")
-    return canvas, (lo, hi)
+@dataclass(frozen=True)
+class ManifestOptions:
+    """The sample design, validated: :func:`build_manifest`'s options, canonical."""
+
+    canvas: tuple[int, int]  # (H, W), px
+    pixels_per_degree: float
+    ecc_band: tuple[float, float]  # degrees
+    min_area: float
+    max_window_fraction: float
+    border_px: float
+    n_per_type: int | None
+    seed: int
+
+    @classmethod
+    def validated(
+        cls, canvas, pixels_per_degree, ecc_band, min_area, max_window_fraction, border_px, n_per_type, seed
+    ) -> ManifestOptions:
+        """Check the options; a bad one is a one-line :class:`InputError` naming it."""
+        if isinstance(canvas, (int, np.integer)):
+            canvas = (int(canvas), int(canvas))
+        canvas = tuple(int(v) for v in canvas)
+        if len(canvas) != 2 or min(canvas) < 8:
+            raise InputError(f"canvas must be a size >= 8 px or (H, W), got {canvas}")
+        pixels_per_degree = float(pixels_per_degree)
+        if not (math.isfinite(pixels_per_degree) and pixels_per_degree > 0):
+            raise InputError(f"pixels_per_degree must be positive, got {pixels_per_degree}")
+        lo, hi = (float(v) for v in ecc_band)
+        if not (0 <= lo <= hi and hi > 0 and math.isfinite(hi)):
+            raise InputError(f"ecc_band must be 0 <= LO <= HI degrees with HI > 0, got {tuple(ecc_band)}")
+        # Type 0 must actually be blurred: below its band's lower edge the Geisler-Perry cutoff
+        # (default foveation parameters) must fall under the display's Nyquist frequency.
+        nyquist = pixels_per_degree / 2.0
+        f_lo = float(cutoff_cpd(lo))
+        if f_lo >= nyquist:
+            raise InputError(
+                f"ecc_band {lo:g}-{hi:g} deg at {pixels_per_degree:g} px/deg leaves type-0 objects unblurred: the "
+                f"cutoff at {lo:g} deg is {f_lo:.1f} cycles/deg, at or above the display's Nyquist {nyquist:g}; "
+                f"use a band above {eccentricity_for_cutoff(nyquist):.1f} deg (or more pixels per degree)"
+            )
+        if min_area < 0 or not 0 < max_window_fraction <= 1 or border_px < 0:
+            raise InputError("need min_area >= 0, 0 < max_window_fraction <= 1 and border_px >= 0")
+        if n_per_type is not None and n_per_type < 1:
+            raise InputError(f"n_per_type must be >= 1, got {n_per_type}")
+        return cls(canvas, pixels_per_degree, (lo, hi), min_area, max_window_fraction, border_px, n_per_type, int(seed))
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """What the data offers: eligible anchors on images that exist, and why others were not."""
+
+    eligible: dict[int, dict[int, list[int]]]  # image id -> {category id -> annotation ids}, images on disk
+    reasons: dict[str, int]  # rejected annotations by reason
+    uri_of: dict[int, str]
+    images_listed: int
+    missing: list[str]  # file names listed in the annotations but absent
+    n_eligible_anns: int  # before dropping missing images
+    dropped_missing: int  # eligible images whose file is missing
+
+
+def _candidates(coco, images: str | os.PathLike, allowed: set[int], opts: ManifestOptions) -> Candidates:
+    """The eligible anchors on images present under the root (one listing of the root)."""
+    img_ids = sorted(coco.imgs)
+    file_names = [coco.imgs[i]["file_name"] for i in img_ids]
+    uris, present = _image_uris(images, file_names)
+    present_ids = {i for i, ok in zip(img_ids, present) if ok}
+    eligible, reasons = _eligibility(
+        coco,
+        opts.canvas,
+        min_area=opts.min_area,
+        max_window_fraction=opts.max_window_fraction,
+        border_px=opts.border_px,
+        allowed=allowed,
+    )
+    return Candidates(
+        eligible={i: cats for i, cats in eligible.items() if i in present_ids},
+        reasons=reasons,
+        uri_of=dict(zip(img_ids, uris)),
+        images_listed=len(img_ids),
+        missing=[fn for fn, ok in zip(file_names, present) if not ok],
+        n_eligible_anns=sum(len(v) for cats in eligible.values() for v in cats.values()),
+        dropped_missing=sum(1 for i in eligible if i not in present_ids),
+    )
+
+
+def _split_types(assignment: dict[int, int], seed: int) -> dict[int, int]:
+    """image id -> label: per category, a seeded half of its images gives type 1, the rest type 0."""
+    label_of: dict[int, int] = {}
+    per_cat: dict[int, list[int]] = {}
+    for img_id, cat in assignment.items():
+        per_cat.setdefault(int(cat), []).append(int(img_id))
+    for cat, ims in per_cat.items():
+        ims = sorted(ims)
+        order = np.random.default_rng([seed, _SALT_SPLIT, cat]).permutation(len(ims))
+        for rank, j in enumerate(order):
+            label_of[ims[j]] = 1 if rank < len(ims) // 2 else 0
+    return label_of
+
+
+def _sample_row(coco, img_id: int, cat: int, label: int, cands: Candidates, opts: ManifestOptions) -> dict:
+    """One sample: its anchor object, fixation and window (the geometry rules of the module docstring)."""
+    hc, wc = opts.canvas
+    ppd = opts.pixels_per_degree
+    img = coco.imgs[img_id]
+    rng = np.random.default_rng([opts.seed, _SALT_ANCHOR, img_id])
+    anns = sorted(cands.eligible[img_id][cat])
+    ann = coco.anns[anns[int(rng.integers(len(anns)))]]
+    ecc_draw = float(rng.uniform(opts.ecc_band[0], opts.ecc_band[1]))
+    theta = float(rng.uniform(0.0, 2.0 * math.pi))
+    x, y, w, h = (float(v) for v in ann["bbox"])
+    cx, cy = x + w / 2.0, y + h / 2.0
+    if label == 1:
+        fx, fy = cx, cy
+    else:
+        r = ecc_draw * ppd
+        fx, fy = cx - r * math.cos(theta), cy - r * math.sin(theta)
+    wx, wy = math.floor(cx - wc / 2.0 + 0.5), math.floor(cy - hc / 2.0 + 0.5)
+    return {
+        "image_id": int(img_id),
+        "file_name": img["file_name"],
+        "image_uri": cands.uri_of[img_id],
+        "image_width": int(img["width"]),
+        "image_height": int(img["height"]),
+        "ann_id": int(ann["id"]),
+        "category_id": cat,
+        "category_name": coco.cats[cat]["name"],
+        "bbox": [x, y, w, h],
+        "label": label,
+        "fixation_xy": [fx, fy],
+        "eccentricity_deg": math.hypot(fx - cx, fy - cy) / ppd,
+        "window_xywh": [int(wx), int(wy), int(wc), int(hc)],
+        "canvas": [int(hc), int(wc)],
+        "pixels_per_degree": ppd,
+    }
+
+
+def _table(rows: list[dict], seed: int) -> pd.DataFrame:
+    """The rows in a seeded order, numbered by ``sample``, with the file's dtypes."""
+    order = np.random.default_rng([seed, _SALT_ORDER]).permutation(len(rows))
+    df = pd.DataFrame([rows[j] for j in order], columns=[c for c in MANIFEST_COLUMNS if c != "sample"])
+    df.insert(0, "sample", np.arange(len(df), dtype=np.int64))
+    return df.astype(
+        {
+            "sample": "int64",
+            "image_id": "int64",
+            "image_width": "int64",
+            "image_height": "int64",
+            "ann_id": "int64",
+            "category_id": "int64",
+            "label": "int8",
+            "eccentricity_deg": "float64",
+            "pixels_per_degree": "float64",
+        }
+    )
+
+
+def _summary(df: pd.DataFrame, coco, allowed: set[int], cands: Candidates, result, greedy, n_per_type) -> dict:
+    """The counts a reader checks the design by: per category and type, rejections, missing images."""
+    cats_summary = []
+    for cid in sorted(allowed):
+        n_img = sum(1 for cats in cands.eligible.values() if cid in cats)
+        t1 = int(((df["category_id"] == cid) & (df["label"] == 1)).sum())
+        t0 = int(((df["category_id"] == cid) & (df["label"] == 0)).sum())
+        if n_img or t1 or t0:
+            cats_summary.append(
+                {"id": int(cid), "name": coco.cats[cid]["name"], "eligible_images": n_img, "type1": t1, "type0": t0}
+            )
+    return {
+        "total": int(len(df)),
+        "per_type": {"1": int((df["label"] == 1).sum()), "0": int((df["label"] == 0).sum())},
+        "n_categories": int(sum(1 for c in cats_summary if c["type1"] > 0)),
+        "optimum_total": int(result.optimum),
+        "optimality": result.certified_by,
+        "first_come_total": int(greedy.total),
+        "n_per_type_requested": n_per_type,
+        "images_listed": cands.images_listed,
+        "images_missing": {"count": len(cands.missing), "first": cands.missing[:_FIRST]},
+        "eligible_images": len(cands.eligible),
+        "annotations": {
+            "total": len(coco.anns),
+            "eligible": cands.n_eligible_anns,
+            "eligible_but_image_missing": cands.dropped_missing,
+            "rejected": cands.reasons,
+        },
+        "categories": cats_summary,
+    }
 
 
 def build_manifest(
@@ -280,153 +439,52 @@ def build_manifest(
     from fovea_ray.data.balance import balanced_assignment, greedy_assignment
     from fovea_ray.data.coco import load_coco
 
+    # 1. Validate the options; read the annotations and list the images.
     ann_name = os.fspath(ann_file)
-    canvas_hw, band = _validate_options(
-        canvas, float(pixels_per_degree), ecc_band, min_area, max_window_fraction, border_px, n_per_type
+    opts = ManifestOptions.validated(
+        canvas, pixels_per_degree, ecc_band, min_area, max_window_fraction, border_px, n_per_type, seed
     )
     coco = load_coco(ann_name)
     allowed = _resolve_categories(coco, categories, ann_name)
-    img_ids = sorted(coco.imgs)
-    file_names = [coco.imgs[i]["file_name"] for i in img_ids]
-    uris, present = _image_uris(images, file_names)
-    uri_of = dict(zip(img_ids, uris))
-    missing = [fn for fn, ok in zip(file_names, present) if not ok]
-    present_ids = {i for i, ok in zip(img_ids, present) if ok}
+    cands = _candidates(coco, images, allowed, opts)
 
-    eligible, reasons = _eligibility(
-        coco,
-        canvas_hw,
-        min_area=min_area,
-        max_window_fraction=max_window_fraction,
-        border_px=border_px,
-        allowed=allowed,
-    )
-    n_eligible_anns = sum(len(v) for cats in eligible.values() for v in cats.values())
-    dropped_missing = sum(1 for i in eligible if i not in present_ids)
-    eligible = {i: cats for i, cats in eligible.items() if i in present_ids}
-    by_image = {i: sorted(cats) for i, cats in eligible.items()}
-    result = balanced_assignment(by_image, max_pairs=n_per_type, seed=seed)
-    greedy = greedy_assignment(by_image)
+    # 2. Assign images to categories (the balanced optimum), then split each category's types.
+    by_image = {i: sorted(cats) for i, cats in cands.eligible.items()}
+    result = balanced_assignment(by_image, max_pairs=n_per_type, seed=opts.seed)
+    label_of = _split_types(result.assignment, opts.seed)
 
-    # Which image gives type 1 and which type 0, per category: a seeded half split.
-    label_of: dict[int, int] = {}
-    per_cat: dict[int, list[int]] = {}
-    for img_id, cat in result.assignment.items():
-        per_cat.setdefault(int(cat), []).append(int(img_id))
-    for cat, ims in per_cat.items():
-        ims = sorted(ims)
-        order = np.random.default_rng([seed, _SALT_SPLIT, cat]).permutation(len(ims))
-        for rank, j in enumerate(order):
-            label_of[ims[j]] = 1 if rank < len(ims) // 2 else 0
-
-    hc, wc = canvas_hw
-    ppd = float(pixels_per_degree)
-    rows = []
-    for img_id in sorted(result.assignment):
-        cat = int(result.assignment[img_id])
-        img = coco.imgs[img_id]
-        rng = np.random.default_rng([seed, _SALT_ANCHOR, img_id])
-        anns = sorted(eligible[img_id][cat])
-        ann = coco.anns[anns[int(rng.integers(len(anns)))]]
-        ecc_draw = float(rng.uniform(band[0], band[1]))
-        theta = float(rng.uniform(0.0, 2.0 * math.pi))
-        x, y, w, h = (float(v) for v in ann["bbox"])
-        cx, cy = x + w / 2.0, y + h / 2.0
-        label = label_of[img_id]
-        if label == 1:
-            fx, fy = cx, cy
-        else:
-            r = ecc_draw * ppd
-            fx, fy = cx - r * math.cos(theta), cy - r * math.sin(theta)
-        wx, wy = math.floor(cx - wc / 2.0 + 0.5), math.floor(cy - hc / 2.0 + 0.5)
-        rows.append(
-            {
-                "image_id": int(img_id),
-                "file_name": img["file_name"],
-                "image_uri": uri_of[img_id],
-                "image_width": int(img["width"]),
-                "image_height": int(img["height"]),
-                "ann_id": int(ann["id"]),
-                "category_id": cat,
-                "category_name": coco.cats[cat]["name"],
-                "bbox": [x, y, w, h],
-                "label": label,
-                "fixation_xy": [fx, fy],
-                "eccentricity_deg": math.hypot(fx - cx, fy - cy) / ppd,
-                "window_xywh": [int(wx), int(wy), int(wc), int(hc)],
-                "canvas": [int(hc), int(wc)],
-                "pixels_per_degree": ppd,
-            }
-        )
+    # 3. One row per assigned image, in a seeded order.
+    rows = [
+        _sample_row(coco, img_id, int(result.assignment[img_id]), label_of[img_id], cands, opts)
+        for img_id in sorted(result.assignment)
+    ]
     if not rows:
-        total_anns = len(coco.anns)
-        why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in reasons.items() if v)
+        why = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in cands.reasons.items() if v)
         raise InputError(
-            f"{ann_name}: no balanced sample can be built ({total_anns} annotations, "
-            f"{n_eligible_anns} eligible anchors in {len(eligible)} images on disk; rejected: {why or 'none'})"
+            f"{ann_name}: no balanced sample can be built ({len(coco.anns)} annotations, "
+            f"{cands.n_eligible_anns} eligible anchors in {len(cands.eligible)} images on disk; "
+            f"rejected: {why or 'none'})"
         )
-    order = np.random.default_rng([seed, _SALT_ORDER]).permutation(len(rows))
-    df = pd.DataFrame([rows[j] for j in order], columns=[c for c in MANIFEST_COLUMNS if c != "sample"])
-    df.insert(0, "sample", np.arange(len(df), dtype=np.int64))
-    df = df.astype(
-        {
-            "sample": "int64",
-            "image_id": "int64",
-            "image_width": "int64",
-            "image_height": "int64",
-            "ann_id": "int64",
-            "category_id": "int64",
-            "label": "int8",
-            "eccentricity_deg": "float64",
-            "pixels_per_degree": "float64",
-        }
-    )
+    df = _table(rows, opts.seed)
 
-    config = {
+    # 4. Record how it was built and what it holds.
+    hc, wc = opts.canvas
+    df.attrs["config"] = {
         "fovea_ray_version": __version__,
         "ann_file": ann_name,
         "images": os.fspath(images),
         "n_per_type": n_per_type,
-        "seed": int(seed),
+        "seed": opts.seed,
         "canvas": [int(hc), int(wc)],
-        "pixels_per_degree": ppd,
+        "pixels_per_degree": opts.pixels_per_degree,
         "categories": sorted(allowed) if categories else None,
-        "ecc_band": [band[0], band[1]],
+        "ecc_band": list(opts.ecc_band),
         "min_area": float(min_area),
         "max_window_fraction": float(max_window_fraction),
         "border_px": float(border_px),
         "window_rule": "canvas-sized window in source pixels centred on the anchor's box centre",
     }
-    cats_summary = []
-    for cid in sorted(allowed):
-        n_img = sum(1 for cats in eligible.values() if cid in cats)
-        t1 = int(((df["category_id"] == cid) & (df["label"] == 1)).sum())
-        t0 = int(((df["category_id"] == cid) & (df["label"] == 0)).sum())
-        if n_img or t1 or t0:
-            cats_summary.append(
-                {"id": int(cid), "name": coco.cats[cid]["name"], "eligible_images": n_img, "type1": t1, "type0": t0}
-            )
-    summary = {
-        "total": int(len(df)),
-        "per_type": {"1": int((df["label"] == 1).sum()), "0": int((df["label"] == 0).sum())},
-        "n_categories": int(sum(1 for c in cats_summary if c["type1"] > 0)),
-        "optimum_total": int(result.optimum),
-        "optimality": result.certified_by,
-        "first_come_total": int(greedy.total),
-        "n_per_type_requested": n_per_type,
-        "images_listed": len(img_ids),
-        "images_missing": {"count": len(missing), "first": missing[:_FIRST]},
-        "eligible_images": len(eligible),
-        "annotations": {
-            "total": len(coco.anns),
-            "eligible": n_eligible_anns,
-            "eligible_but_image_missing": dropped_missing,
-            "rejected": reasons,
-        },
-        "categories": cats_summary,
-    }
-    df.attrs["config"] = config
-    df.attrs["summary"] = summary
+    df.attrs["summary"] = _summary(df, coco, allowed, cands, result, greedy_assignment(by_image), n_per_type)
     return df
 
 

@@ -175,7 +175,7 @@ def _as_array(x: Any, cols: int, name: str, n: int) -> np.ndarray:
 
 def render_batch(
     images: Sequence[torch.Tensor] | torch.Tensor,
-    fixations_xy: Any,
+    fixations: Any,
     windows_xywh: Any,
     canvas_hw: tuple[int, int] | Sequence[int],
     foveator: Any,
@@ -190,7 +190,7 @@ def render_batch(
     images:
         ``B`` tensors (3, H_i, W_i), float in [0, 1] (uint8 is scaled), sizes may differ;
         or one (B, 3, H, W) tensor.
-    fixations_xy:
+    fixations:
         (B, 2) fixations (x, y) in each image's source pixels; may lie outside the image.
     windows_xywh:
         (B, 4) integer windows (x, y, w, h) in source pixels; may extend past the image.
@@ -217,7 +217,7 @@ def render_batch(
         if not isinstance(im, torch.Tensor) or im.dim() != 3 or im.shape[0] != 3:
             shape = tuple(im.shape) if isinstance(im, torch.Tensor) else type(im).__name__
             raise ValueError(f"images[{i}] must be a (3, H, W) tensor, got {shape}")
-    fix = _as_array(fixations_xy, 2, "fixations_xy", n)
+    fix = _as_array(fixations, 2, "fixations", n)
     win = _as_array(windows_xywh, 4, "windows_xywh", n)
     if np.any(win != np.round(win)) or np.any(win[:, 2:] < 1):
         raise ValueError("windows_xywh must be integers with w, h >= 1")

@@ -32,12 +32,11 @@ FPN (everything the taps read) are exact; detections and scores can differ sligh
 Variants refused with a message: class-agnostic box regression or masks, group norm,
 deformable convolutions, and any key the converter does not know (never dropped silently).
 
-Command line: ``python -m fovea_ray.model.convert SRC DST [--source ...]``.
+Command line: ``fovea-ray convert SRC DST [--source ...]`` (``python -m fovea_ray.model.convert`` is an alias).
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -46,7 +45,7 @@ from typing import Any
 
 import torch
 
-from fovea_ray.errors import FoveaRayError, InputError
+from fovea_ray.errors import InputError
 
 __all__ = [
     "COCO_CATEGORY_IDS",
@@ -463,39 +462,12 @@ def convert_checkpoint(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point (``python -m fovea_ray.model.convert``)."""
-    parser = argparse.ArgumentParser(prog="python -m fovea_ray.model.convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("src", help="maskrcnn-benchmark .pth or detectron2 .pkl/.pth checkpoint")
-    parser.add_argument("dst", help="output torchvision checkpoint (.pt)")
-    parser.add_argument("--source", choices=SOURCES, default=None, help="framework (default: detect from key names)")
-    parser.add_argument(
-        "--no-stride-in-1x1",
-        dest="stride_in_1x1",
-        action="store_false",
-        help="the source ResNet strides its 3x3 convs (torchvision-style)",
-    )
-    parser.add_argument("--input-format", choices=_INPUT_FORMATS, default=None)
-    parser.add_argument(
-        "--pixel-mean",
-        type=lambda s: [float(v) for v in s.split(",")],
-        default=None,
-        help="source order and scale, e.g. 102.98,115.95,122.77",
-    )
-    parser.add_argument("--pixel-std", type=lambda s: [float(v) for v in s.split(",")], default=None)
-    args = parser.parse_args(argv)
-    try:
-        out = convert_checkpoint(
-            args.src,
-            args.dst,
-            args.source,
-            stride_in_1x1=args.stride_in_1x1,
-            input_format=args.input_format,
-            pixel_mean=args.pixel_mean,
-            pixel_std=args.pixel_std,
-        )
-    except FoveaRayError as err:
-        parser.exit(2, f"fovea-ray convert: error: {err}\n")
-    print(f"wrote {out}")
+    """``python -m fovea_ray.model.convert SRC DST ...``: an alias of ``fovea-ray convert``."""
+    import sys
+
+    from fovea_ray.cli import main as cli_main
+
+    cli_main(["convert", *(sys.argv[1:] if argv is None else argv)])  # exits non-zero on an error
     return 0
 
 

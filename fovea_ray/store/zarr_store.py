@@ -144,8 +144,8 @@ class Store:
 
     @property
     def samples(self) -> pd.DataFrame:
-        """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation_x,
-        fixation_y, eccentricity_deg, anchor_score, done, error, file_name``."""
+        """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation,
+        eccentricity_deg, anchor_score, done, error, file_name``; ``fixation`` holds (x, y)."""
         fix = self._sample_array("fixation")
         df = pd.DataFrame(
             {
@@ -154,8 +154,7 @@ class Store:
                 "ann_id": self._sample_array("ann_id"),
                 "category_id": self._sample_array("category_id"),
                 "label": self._sample_array("label"),
-                "fixation_x": fix[:, 0],
-                "fixation_y": fix[:, 1],
+                "fixation": list(fix),
                 "eccentricity_deg": self._sample_array("eccentricity_deg"),
                 "anchor_score": self._sample_array("anchor_score"),
                 "done": self._sample_array("done").astype(bool),
@@ -370,7 +369,8 @@ def create_store(
         control_stats: names of the pixel-control statistics S'.
         chunk_size: K, samples per chunk (the unit of work and of resume).
         samples: the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
-            ``fixation_x``/``fixation_y`` are accepted in place of ``fixation_xy``).
+            the fixation (x, y) is read from ``fixation`` (the store's name), ``fixation_xy`` (the
+            manifest file's) or, from older tables, ``fixation_x``/``fixation_y``).
         attrs: root attributes (config, versions, weights_checksum, foveation, status).
         overwrite: replace an existing store at ``path`` (otherwise it is an error).
     """
@@ -406,7 +406,9 @@ def create_store(
     # samples/
     sg = root.create_group(L.SAMPLES)
     fixation = None
-    if "fixation_xy" not in samples.columns and {"fixation_x", "fixation_y"} <= set(samples.columns):
+    if "fixation" in samples.columns:
+        fixation = _column(samples, "fixation", n, "float64", width=2, default=np.nan)
+    elif "fixation_xy" not in samples.columns and {"fixation_x", "fixation_y"} <= set(samples.columns):
         fixation = np.stack(
             [samples["fixation_x"].to_numpy(np.float64), samples["fixation_y"].to_numpy(np.float64)], axis=1
         )
