@@ -164,7 +164,9 @@ def test_cli_writes_results(store_path, tmp_path):
         "--out",
         str(out),
         "--stats",
-        "mean,max",
+        "MEAN,max",
+        "--layers",
+        EARLY,
         "--permutations",
         "19",
         "--full-permutations",
@@ -181,6 +183,10 @@ def test_cli_writes_results(store_path, tmp_path):
     doc = read_results(out)
     assert doc["config"]["seed"] == 0 and doc["config"]["full_permutations"] == 9
     assert doc["layers"][MAIN]["c2st"]["full_permutation"]["backend"] == "local"
+    # --stats canonicalised once, for every row (the pixel baseline keeps its hf_energy); --layers honoured
+    assert doc["config"]["stats"] == ["mean", "max"] and doc["config"]["layers"] == [MAIN, EARLY, CONTROLS]
+    assert doc["layers"][EARLY]["stat_names"] == ["mean", "max"]
+    assert doc["layers"][CONTROLS]["stat_names"] == ["mean", "max", "hf_energy"]
     assert doc["versions"]["sklearn"] and doc["store"]["weights_checksum"] == "abc"
     bad = _cli("test", str(tmp_path / "missing.zarr"), "--out", str(out), "--local")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from fovea_ray.errors import InputError
+from fovea_ray.names import HF_ENERGY, STUDY_LAYER, canonical_stats
 from fovea_ray.stats._progress import Progress
 from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
 from fovea_ray.stats.results import build_results
@@ -23,7 +24,6 @@ from fovea_ray.stats.results import build_results
 __all__ = ["CONTROLS", "STUDY_LAYER", "choose_main_layer", "layer_values", "run_store_tests", "sample_summary"]
 
 CONTROLS = "controls/pixels"
-STUDY_LAYER = "backbone.body.layer3.22.bn3"
 
 
 def choose_main_layer(layers: Sequence[str], requested: str | None = None) -> str:
@@ -46,6 +46,11 @@ def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.nda
     if layer == CONTROLS:
         vals = store.controls()
         names = list(store.control_stat_names)
+        if stats:
+            # --stats applies to the baseline too; hf_energy, the controls' own blur
+            # measure with no layer counterpart, always stays.
+            keep = [i for i, n in enumerate(names) if n in stats or n == HF_ENERGY]
+            vals, names = vals[:, :, keep], [names[i] for i in keep]
         kind = "control"
     else:
         names = list(stats) if stats else store.stat_names(layer)
@@ -136,6 +141,10 @@ def run_store_tests(
     if include_controls:
         todo.append(CONTROLS)
     if stats:
+        try:
+            stats = canonical_stats(stats)
+        except ValueError as exc:
+            raise InputError(f"--stats: {exc}") from None
         for name in todo:
             if name != CONTROLS:
                 have = store.stat_names(name)
