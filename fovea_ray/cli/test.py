@@ -69,8 +69,9 @@ def test(
 
     Writes results.json (schema: fovea_ray/stats/results.py).
     """
+    from fovea_ray.cluster import Execution
     from fovea_ray.errors import InputError
-    from fovea_ray.names import canonical_stats, split_names
+    from fovea_ray.names import PRECISIONS, canonical_stats, split_names
     from fovea_ray.stats.battery import BatteryConfig
     from fovea_ray.stats.results import write_results
     from fovea_ray.stats.sweep import run_store_tests
@@ -81,8 +82,8 @@ def test(
         raise InputError(f"--test-size must lie in (0, 1), got {test_size}")
     if not 0 < fdr < 1:
         raise InputError(f"--fdr must lie in (0, 1), got {fdr}")
-    if precision not in ("mixed", "float32", "float64"):
-        raise InputError(f"--precision must be mixed, float32 or float64, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     cfg = BatteryConfig(
         alpha=alpha,
         test_size=test_size,
@@ -92,12 +93,9 @@ def test(
         standardize=standardize,
         mmd_permutations=mmd_permutations,
         fdr=fdr,
-        device=device,
-        solver_dtype=precision,
-        use_ray=not local,
-        address=address,
-        progress=progress,
+        precision=precision,
     )
+    execution = Execution(use_ray=not local, address=address, device=device, progress=progress)
     try:
         stat_names = canonical_stats(split_names(stats)) if split_names(stats) else None
     except ValueError as exc:
@@ -109,6 +107,7 @@ def test(
         main_layer=layer,
         stats=stat_names,
         config=cfg,
+        execution=execution,
         include_controls=controls,
     )
     path = write_results(doc, out)
