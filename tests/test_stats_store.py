@@ -141,7 +141,9 @@ def test_small_store_records_skips_instead_of_failing(store_path):
 def test_bad_requests_name_the_problem(store_path, tmp_path):
     with pytest.raises(InputError, match="no layer"):
         run_store_tests(store_path, layers=["backbone.nope"], config=BatteryConfig())
-    with pytest.raises(InputError, match="not \\['p99'\\]"):
+    with pytest.raises(InputError, match="not \\['std'\\]"):
+        run_store_tests(store_path, stats=["mean", "STD"], config=BatteryConfig())
+    with pytest.raises(InputError, match="--stats: unknown statistic 'p99'"):
         run_store_tests(store_path, stats=["mean", "p99"], config=BatteryConfig())
     with pytest.raises(InputError, match="not a fovea-ray results"):
         (tmp_path / "r.json").write_text("{}")
