@@ -200,7 +200,8 @@ def _agreement(args, X, y, train):
         same_pred = np.array_equal(est.predict(X[te_a]) == 1, exact.decision[0][te_a, j] > 0)
         print(
             f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
-            f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
+            f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); "
+            f"objective ours {exact.objective[0, j]:.10g} "
             f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}"
         )
 

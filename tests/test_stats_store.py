@@ -56,7 +56,7 @@ def store_path(tmp_path_factory):
         lab = label[a:b]
         contrast = rng.gamma(4.0, 0.25, size=(b - a, 1, 1))
         acts = {}
-        for name, (c, stats) in LAYERS.items():
+        for name, (c, _stats) in LAYERS.items():
             v = rng.gamma(2.0, 1.0, size=(b - a, c, 3)) * contrast
             if name == MAIN:
                 v[lab == 1, :3, 2] += 1.5  # the max of channels 0-2 prefers type 1
