@@ -85,6 +85,7 @@ def main() -> None:
 def _full(args, X, y, train):
     import ray
 
+    from fovea_ray.cluster import RayExecutor
     from fovea_ray.stats.kim import permutation_pvalue
     from fovea_ray.stats.permutation import full_permutation_null
 
@@ -99,11 +100,12 @@ def _full(args, X, y, train):
         n_permutations=args.permutations,
         seed=args.seed,
         test_size=0.5,
-        max_workers=args.workers,
         group_size=args.group_size,
         device=args.device,
-        dtype=args.precision,
-        progress=True,
+        precision=args.precision,
+        executor=RayExecutor(
+            max_in_flight=args.workers, num_gpus=1 if args.device.startswith("cuda") else 0, progress=True
+        ),
     )
     ours = time.perf_counter() - t
     fits = full.n_permutations + 1
@@ -198,7 +200,8 @@ def _agreement(args, X, y, train):
         same_pred = np.array_equal(est.predict(X[te_a]) == 1, exact.decision[0][te_a, j] > 0)
         print(
             f"  column {j}: sklearn lbfgs tol 1e-10 {'converged' if ok else 'did NOT converge'} in "
-            f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); objective ours {exact.objective[0, j]:.10g} "
+            f"{int(est.n_iter_[0])} iterations ({time.perf_counter() - t:.0f} s); "
+            f"objective ours {exact.objective[0, j]:.10g} "
             f"vs sklearn {sk_obj:.10g} (relative {rel:+.1e}); identical test predictions: {same_pred}"
         )
 

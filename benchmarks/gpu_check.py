@@ -369,13 +369,10 @@ def part_actor(c: Check) -> None:
 
 # ---------------------------------------------------------------------------- 4. solver
 def run_full_permutation(X: np.ndarray, y: np.ndarray, train: np.ndarray, n_permutations: int, device: str):
-    """The full permutation test in this process (no Ray); the one call to adapt if the
-    statistics API changes (e.g. an ``executor`` in place of ``use_ray``)."""
+    """The full permutation test in this process (the default in-process executor, no Ray)."""
     from fovea_ray.stats.permutation import full_permutation_null
 
-    return full_permutation_null(
-        X, y, train, n_permutations=n_permutations, seed=0, test_size=0.5, use_ray=False, device=device
-    )
+    return full_permutation_null(X, y, train, n_permutations=n_permutations, seed=0, test_size=0.5, device=device)
 
 
 def part_solver(c: Check) -> None:

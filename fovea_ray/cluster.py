@@ -7,6 +7,11 @@ this module is the one place that decides how to connect.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Execution", "RayExecutor", "connect", "fan_out", "probe"]
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
@@ -50,3 +55,160 @@ def probe(address: str | None) -> str:
         return f"reachable at {address}: {res.get('CPU', 0):.0f} CPUs, {res.get('GPU', 0):.0f} GPUs"
     except Exception as exc:  # noqa: BLE001 - report, never fail `info`
         return f"not reachable at {address} ({type(exc).__name__}: {one_line(exc, 200)})"
+
+
+def _run_item(fn: Callable, item: Any) -> Any:
+    """One fanned-out item in a Ray worker: torch gets the task's CPUs as threads."""
+    _set_threads_from_ray()
+    return fn(item)
+
+
+def _set_threads_from_ray() -> None:
+    try:
+        import ray
+        import torch
+
+        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
+            return  # outside a Ray worker, leave torch alone (and never start Ray by asking)
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+        torch.set_num_threads(max(1, int(round(cpus))))
+    except Exception:  # noqa: BLE001 - leave torch's setting alone
+        pass
+
+
+def fan_out(
+    fn: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    address: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    max_in_flight: int | None = None,
+    retries: int = 3,
+    progress: bool = False,
+    desc: str = "tasks",
+) -> Iterator[Any]:
+    """``fn(item)`` for every item as Ray tasks; results in the order of ``items``.
+
+    The one place fovea-ray's statistics meet Ray. ``fn`` (with whatever it binds, e.g.
+    a design matrix in a :func:`functools.partial`) goes into the object store once.
+    At most ``max_in_flight`` tasks run at a time (None: all submitted at once); a task
+    whose worker dies is retried up to ``retries`` times (Ray's ``max_retries``), which
+    is safe because every item is deterministic given its index.
+
+    Parameters
+    ----------
+    fn : callable
+        A picklable function of one item.
+    items : iterable
+        The items (small: indices, names).
+    address : str, optional
+        Ray cluster (:func:`connect`).
+    num_cpus, num_gpus : float
+        Resources of each task.
+    max_in_flight : int, optional
+        Back-pressure bound.
+    retries : int
+        Retries per task after a worker failure.
+    progress : bool
+        A progress bar on stderr, labelled ``desc``.
+
+    Returns
+    -------
+    iterator
+        ``fn(item)`` in the order of ``items``.
+    """
+    import ray
+
+    from fovea_ray.stats._progress import Progress
+
+    connect(address)
+    items = list(items)
+    fn_ref = ray.put(fn)
+    remote = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=retries)(_run_item)
+    limit = max_in_flight or len(items) or 1
+    bar = Progress(len(items), desc, unit="tasks", enabled=progress)
+    done: dict[int, Any] = {}
+    inflight: dict = {}
+    nxt_submit = nxt_yield = 0
+    while nxt_yield < len(items):
+        while nxt_submit < len(items) and len(inflight) < limit:
+            inflight[remote.remote(fn_ref, items[nxt_submit])] = nxt_submit
+            nxt_submit += 1
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        for ref in ready:
+            done[inflight.pop(ref)] = ray.get(ref)
+            bar.update()
+        while nxt_yield in done:
+            yield done.pop(nxt_yield)
+            nxt_yield += 1
+    bar.close()
+
+
+class RayExecutor:
+    """An executor (:mod:`fovea_ray.stats.executor`) that runs items as Ray tasks via
+    :func:`fan_out`; ``RayExecutor(address, num_gpus=1)`` asks for one GPU per task."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        num_cpus: float = 1,
+        num_gpus: float = 0,
+        max_in_flight: int | None = None,
+        retries: int = 3,
+        progress: bool = False,
+    ) -> None:
+        self.address = address
+        self.num_cpus = num_cpus
+        self.num_gpus = num_gpus
+        self.max_in_flight = max_in_flight
+        self.retries = retries
+        self.progress = progress
+
+    def __call__(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+        inner = getattr(fn, "func", fn)
+        desc = getattr(inner, "__name__", "tasks").strip("_").replace("_", " ")
+        return fan_out(
+            fn,
+            items,
+            address=self.address,
+            num_cpus=self.num_cpus,
+            num_gpus=self.num_gpus,
+            max_in_flight=self.max_in_flight,
+            retries=self.retries,
+            progress=self.progress,
+            desc=desc,
+        )
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where a statistics run executes (the execution half of a battery's settings).
+
+    ``use_ray``: fan layers and permutation groups out as Ray tasks on ``address``
+    (None: ``RAY_ADDRESS`` or a local Ray), at most ``max_in_flight`` at a time;
+    otherwise run them in this process. ``device``: ``"cpu"`` or ``"cuda"`` for the
+    batched solver and the MMD kernel (Ray tasks then ask for one GPU each).
+    ``progress``: progress bars on stderr. Nothing here changes a result.
+    """
+
+    use_ray: bool = True
+    address: str | None = None
+    max_in_flight: int | None = None
+    device: str = "cpu"
+    progress: bool = False
+
+    def executor(self):
+        """The :mod:`fovea_ray.stats.executor` executor these settings describe."""
+        if not self.use_ray:
+            from fovea_ray.stats.executor import InProcess
+
+            return InProcess(progress=self.progress)
+        gpus = 1 if str(self.device).startswith("cuda") else 0
+        return RayExecutor(self.address, num_gpus=gpus, max_in_flight=self.max_in_flight, progress=self.progress)
+
+    def to_record(self) -> dict:
+        return {"backend": "ray" if self.use_ray else "local", "address": self.address, "device": self.device}

@@ -16,12 +16,10 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from fovea_ray.taps.reductions import DEFAULT_STATS, parse_stats, reduce_rows
+from fovea_ray.names import DEFAULT_STATS, HF_ENERGY, parse_stats
+from fovea_ray.taps.reductions import reduce_rows
 
 __all__ = ["HF_ENERGY", "control_stat_names", "pixel_controls"]
-
-#: Name of the high-frequency energy statistic.
-HF_ENERGY = "hf_energy"
 
 _LAPLACIAN = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 

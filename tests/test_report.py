@@ -21,7 +21,7 @@ def _layer(rng, n, C, shift, name, figure_data):
     v = rng.gamma(2.0, 1.0, size=(n, C, 2))
     v[y == 1, : C // 4, 1] += shift  # a quarter of the channels' max is higher for type 1
     cfg = BatteryConfig(
-        permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50, use_ray=False, alpha=0.01
+        permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50, alpha=0.01
     )
     return run_battery(v, y, ["mean", "max"], cfg, name=name, figure_data=figure_data)
 
@@ -88,6 +88,10 @@ def test_report_renders_every_figure(results_doc, tmp_path):
     assert "RANDOM weights" in html
     # The study's test is reported with its decision at alpha.
     assert "Kim et al. asymptotic Z" in html and "reject H0" in html
+    # 30 + 30 held out at alpha = 0.01 (< 45 per class): the permutation test decides, in words.
+    assert "Only 30 + 30 samples are held out per class" in html
+    assert "The decision rests on the full permutation test: p = 0.0476, do not reject H0" in html
+    assert "unreliable at this n, not the decision" in html
 
 
 def test_separation_is_visible_in_the_layer_table(results_doc):

@@ -91,21 +91,21 @@ def shifted():
 def test_result_fields_are_consistent(shifted):
     X, y = shifted
     r = classifier_two_sample_test(X, y, n_permutations=100, alpha=0.01, seed=3)
-    assert r.confusion.tolist() == confusion_matrix(r.y_test, r.y_pred, labels=[0, 1]).tolist()
-    assert r.accuracy == pytest.approx(np.mean(r.y_pred == r.y_test))
-    assert r.te0 == 100 and r.te1 == 100 and r.train_index.size == 200
-    assert not set(r.train_index) & set(r.test_index)
-    assert r.e0 == pytest.approx(np.mean(r.y_pred[r.y_test == 0] == 1))
-    assert r.e1 == pytest.approx(np.mean(r.y_pred[r.y_test == 1] == 0))
+    assert r.confusion.tolist() == confusion_matrix(r.fit.y_test, r.y_pred, labels=[0, 1]).tolist()
+    assert r.accuracy == pytest.approx(np.mean(r.y_pred == r.fit.y_test))
+    assert r.te0 == 100 and r.te1 == 100 and r.fit.train_index.size == 200
+    assert not set(r.fit.train_index) & set(r.fit.test_index)
+    assert r.e0 == pytest.approx(np.mean(r.y_pred[r.fit.y_test == 0] == 1))
+    assert r.e1 == pytest.approx(np.mean(r.y_pred[r.fit.y_test == 1] == 0))
     assert (r.statistic, r.p_asymptotic) == kim_asymptotic_test(r.confusion)
     assert r.null_accuracies.shape == (100,)
     assert r.p_permutation == pytest.approx((1 + np.sum(r.null_accuracies >= r.accuracy)) / 101)
     assert r.reject_asymptotic and r.reject_permutation and r.accuracy > 0.75
     assert r.order_statistic_k == 100
     assert r.pvalue == r.p_permutation
-    assert r.coef.shape == (30,) and r.classifier_name == "LogisticRegression"
+    assert r.fit.coef.shape == (30,) and r.classifier_name == "LogisticRegression"
     # decision_function signs are the predictions
-    np.testing.assert_array_equal(r.y_pred, r.estimator.predict(X[r.test_index]))
+    np.testing.assert_array_equal(r.y_pred, r.fit.estimator.predict(X[r.fit.test_index]))
 
 
 def test_seeding_reproduces_and_varies(shifted):
@@ -113,10 +113,10 @@ def test_seeding_reproduces_and_varies(shifted):
     a = classifier_two_sample_test(X, y, n_permutations=30, seed=5)
     b = classifier_two_sample_test(X, y, n_permutations=30, seed=5)
     c = classifier_two_sample_test(X, y, n_permutations=30, seed=6)
-    np.testing.assert_array_equal(a.test_index, b.test_index)
+    np.testing.assert_array_equal(a.fit.test_index, b.fit.test_index)
     np.testing.assert_array_equal(a.null_accuracies, b.null_accuracies)
     assert a.p_permutation == b.p_permutation
-    assert not np.array_equal(a.test_index, c.test_index)
+    assert not np.array_equal(a.fit.test_index, c.fit.test_index)
 
 
 def test_pluggable_classifier_and_standardize(shifted):
@@ -129,7 +129,7 @@ def test_pluggable_classifier_and_standardize(shifted):
     rf = classifier_two_sample_test(
         X, y, classifier=RandomForestClassifier(n_estimators=20, random_state=0), n_permutations=20
     )
-    assert rf.coef is None and rf.scores_test.shape == (200,)  # log-odds of predict_proba
+    assert rf.fit.coef is None and rf.fit.scores_test.shape == (200,)  # log-odds of predict_proba
     s = classifier_two_sample_test(X, y, standardize=True, permutation="none")
     assert s.standardize and s.accuracy > 0.75
 
@@ -143,11 +143,11 @@ def test_input_validation_messages():
         classifier_two_sample_test(Xn, y)
     with pytest.raises(ValueError, match="only the labels 0 and 1"):
         classifier_two_sample_test(X, np.r_[y[:-1], 2])
-    with pytest.raises(ValueError, match="both classes"):
+    with pytest.raises(ValueError, match="at least 2 samples of each class, got 20 of 0 and 0 of 1"):
         classifier_two_sample_test(X, np.zeros(20))
-    with pytest.raises(ValueError, match="20 rows but y has 19"):
+    with pytest.raises(ValueError, match=r"one label per sample \(20\), got 19"):
         classifier_two_sample_test(X, y[:-1])
-    with pytest.raises(ValueError, match="at least 2 samples per class"):
+    with pytest.raises(ValueError, match="at least 2 samples of each class"):
         classifier_two_sample_test(X, np.r_[1, np.zeros(19)])
     with pytest.raises(ValueError, match="2-D"):
         classifier_two_sample_test(X[:, 0], y)
@@ -164,6 +164,38 @@ def test_small_samples_warn_instead_of_failing():
     X = rng.normal(size=(12, 4))
     y = np.repeat([0, 1], 6)
     r = classifier_two_sample_test(X, y, n_permutations=10, alpha=0.05)
-    assert any("unreliable" in w for w in r.warnings)
-    assert any("low power" in w for w in r.warnings)
+    assert any("needs >= 27 per class" in w and "rests on the permutation test" in w for w in r.warnings)
+    assert not r.asymptotic_reliable and r.deciding_test == "kim_half_permutation"
+    assert not any("low power" in w for w in r.warnings)  # the battery's one low-power note, not the test's
     assert any("cannot reject" in w for w in r.warnings)
+
+
+@pytest.fixture(scope="module")
+def gamma_shift():
+    rng = np.random.default_rng(21)
+    X = rng.gamma(2.0, 1.0, size=(240, 16)) * rng.gamma(4.0, 0.25, size=(240, 1))
+    y = np.repeat([0, 1], 120)
+    X[y == 1, :2] += 0.7
+    return X, y
+
+
+def test_full_permutation_in_process_detects_a_shift_and_uses_the_exact_optimum(gamma_shift):
+    X, y = gamma_shift
+    r = classifier_two_sample_test(X, y, permutation="full", n_permutations=19, seed=1, alpha=0.05)
+    assert r.reject_permutation and r.p_permutation == pytest.approx(1 / 20) and r.pvalue == r.p_permutation
+    # The default classifier converged here, so the batched optimum agrees with it.
+    assert r.converged and r.permutation_observed_accuracy == pytest.approx(r.accuracy)
+    assert r.full_permutation_info["converged_fraction"] == 1.0 and r.full_permutation_info["backend"] == "local"
+    rec = r.to_record()
+    assert rec["full_permutation"]["p"] == r.p_permutation and rec["deciding_test"] == "full_permutation"
+
+
+def test_full_permutation_with_a_custom_classifier(gamma_shift):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = gamma_shift
+    r = classifier_two_sample_test(
+        X, y, classifier=KNeighborsClassifier(5), permutation="full", n_permutations=9, seed=2, alpha=0.1
+    )
+    assert r.full_permutation_info["solver"] == "KNeighborsClassifier"
+    assert r.null_accuracies.shape == (9,) and r.permutation_observed_accuracy == r.accuracy

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fovea_ray.cluster import Execution
 from fovea_ray.errors import InputError
 from fovea_ray.stats.battery import BatteryConfig
 from fovea_ray.stats.results import read_results, validate_results
@@ -55,7 +56,7 @@ def store_path(tmp_path_factory):
         lab = label[a:b]
         contrast = rng.gamma(4.0, 0.25, size=(b - a, 1, 1))
         acts = {}
-        for name, (c, stats) in LAYERS.items():
+        for name, (c, _stats) in LAYERS.items():
             v = rng.gamma(2.0, 1.0, size=(b - a, c, 3)) * contrast
             if name == MAIN:
                 v[lab == 1, :3, 2] += 1.5  # the max of channels 0-2 prefers type 1
@@ -78,7 +79,7 @@ def store_path(tmp_path_factory):
 
 def test_sweep_on_ray(ray_session, store_path):
     cfg = BatteryConfig(alpha=0.05, permutations=39, full_permutations=19, mmd_permutations=49, odds_permutations=99)
-    doc = run_store_tests(store_path, all_layers=True, stats=["mean", "max"], config=cfg)
+    doc = run_store_tests(store_path, all_layers=True, stats=["mean", "max"], config=cfg, execution=Execution())
     validate_results(doc)
     used = N - (N - (N // K) * K) - len(ERRORS)  # the unwritten last chunk and the errors are left out
     assert doc["samples"]["n_used"] == used and doc["samples"]["n_error"] == len(ERRORS)
@@ -122,13 +123,13 @@ def test_sweep_on_ray(ray_session, store_path):
     early = doc["layers"][EARLY]
     assert "figures" not in early and "full_permutation" not in early["c2st"]
     assert early["c2st"]["half_permutation"]["null_accuracies"] is None
-    assert doc["layers"][CONTROLS]["kind"] == "control" and doc["layers"][CONTROLS]["d"] == 12
+    assert doc["layers"][CONTROLS]["kind"] == "control" and doc["layers"][CONTROLS]["d"] == 9  # mean, max, hf_energy
     assert len(doc["tests"]) == 3 * 8
     json.dumps(doc, allow_nan=False)
 
 
 def test_small_store_records_skips_instead_of_failing(store_path):
-    cfg = BatteryConfig(alpha=0.05, permutations=19, test_size=0.05, mmd_permutations=19, use_ray=False)
+    cfg = BatteryConfig(alpha=0.05, permutations=19, test_size=0.05, mmd_permutations=19)
     doc = run_store_tests(store_path, stats=["mean", "max"], config=cfg, include_controls=False)
     main = doc["layers"][MAIN]
     skipped = {t["name"] for t in main["tests"] if t["skipped"]}
@@ -139,9 +140,11 @@ def test_small_store_records_skips_instead_of_failing(store_path):
 
 def test_bad_requests_name_the_problem(store_path, tmp_path):
     with pytest.raises(InputError, match="no layer"):
-        run_store_tests(store_path, layers=["backbone.nope"], config=BatteryConfig(use_ray=False))
-    with pytest.raises(InputError, match="not \\['p99'\\]"):
-        run_store_tests(store_path, stats=["mean", "p99"], config=BatteryConfig(use_ray=False))
+        run_store_tests(store_path, layers=["backbone.nope"], config=BatteryConfig())
+    with pytest.raises(InputError, match="not \\['std'\\]"):
+        run_store_tests(store_path, stats=["mean", "STD"], config=BatteryConfig())
+    with pytest.raises(InputError, match="--stats: unknown statistic 'p99'"):
+        run_store_tests(store_path, stats=["mean", "p99"], config=BatteryConfig())
     with pytest.raises(InputError, match="not a fovea-ray results"):
         (tmp_path / "r.json").write_text("{}")
         read_results(tmp_path / "r.json")
@@ -164,7 +167,9 @@ def test_cli_writes_results(store_path, tmp_path):
         "--out",
         str(out),
         "--stats",
-        "mean,max",
+        "MEAN,max",
+        "--layers",
+        EARLY,
         "--permutations",
         "19",
         "--full-permutations",
@@ -181,6 +186,10 @@ def test_cli_writes_results(store_path, tmp_path):
     doc = read_results(out)
     assert doc["config"]["seed"] == 0 and doc["config"]["full_permutations"] == 9
     assert doc["layers"][MAIN]["c2st"]["full_permutation"]["backend"] == "local"
+    # --stats canonicalised once, for every row (the pixel baseline keeps its hf_energy); --layers honoured
+    assert doc["config"]["stats"] == ["mean", "max"] and doc["config"]["layers"] == [MAIN, EARLY, CONTROLS]
+    assert doc["layers"][EARLY]["stat_names"] == ["mean", "max"]
+    assert doc["layers"][CONTROLS]["stat_names"] == ["mean", "max", "hf_energy"]
     assert doc["versions"]["sklearn"] and doc["store"]["weights_checksum"] == "abc"
     bad = _cli("test", str(tmp_path / "missing.zarr"), "--out", str(out), "--local")
     assert bad.returncode == 2 and "Traceback" not in bad.stderr

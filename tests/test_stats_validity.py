@@ -76,7 +76,7 @@ def test_full_permutation_size(null_runs, group_size):
     ys = np.stack([y for _, y in data])
     masks = np.zeros(ys.shape, dtype=bool)
     for g, r in enumerate(results):
-        masks[g, r.train_index] = True
+        masks[g, r.fit.train_index] = True
     P = 19
     with threadpool_limits(1):
         obs, null = full_permutation_many(
@@ -100,12 +100,12 @@ def test_full_permutation_many_matches_single_data_set(null_runs):
     X, y = data[7]
     res = results[7]
     mask = np.zeros(y.size, dtype=bool)
-    mask[res.train_index] = True
+    mask[res.fit.train_index] = True
     obs, null = full_permutation_many(
         X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5, group_size=4
     )
     single = full_permutation_null(
-        X, y, res.train_index, n_permutations=9, seed=7, test_size=0.5, use_ray=False, group_size=4
+        X, y, res.fit.train_index, n_permutations=9, seed=7, test_size=0.5, group_size=4
     )
     assert single.n_permutations == 11 and null.shape == (1, 11)  # 3 groups of 4
     assert single.observed_accuracy == pytest.approx(obs[0])

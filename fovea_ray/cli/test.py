@@ -5,13 +5,6 @@ from __future__ import annotations
 import typer
 
 
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out or None
-
-
 def test(
     store: str = typer.Argument(..., help="Activation store written by `fovea-ray extract` (STORE.zarr, path or URL)."),
     out: str = typer.Option(..., "--out", "-o", help="Results file to write (results.json)."),
@@ -21,14 +14,20 @@ def test(
         help="The main layer (figure data, full permutation test). Default: "
         "backbone.body.layer3.22.bn3 if tapped, else the deepest layer.",
     ),
+    layers: list[str] | None = typer.Option(
+        None,
+        "--layers",
+        help="Also test these layers (comma-separated or repeated; exact names in the store).",
+    ),
     all_layers: bool = typer.Option(
         False, "--all-layers", help="Also run the battery on every other layer (one Ray task each)."
     ),
     stats: list[str] | None = typer.Option(
         None,
         "--stats",
-        help="Per-channel statistics to use, comma-separated (default: all in the store; "
-        "the study used mean,max: d = 2C).",
+        help="Per-channel statistics to use, comma-separated, any case (topk_mean = topk_mean@0.1; "
+        "default: all in the store; the study used mean,max: d = 2C). The controls/pixels row "
+        "uses the same ones, plus hf_energy.",
     ),
     permutations: int = typer.Option(100, "--permutations", min=0, help="P of the half-permutation test (0: skip)."),
     full_permutations: int = typer.Option(
@@ -62,13 +61,17 @@ def test(
 ) -> None:
     """Run the classifier two-sample tests (and the rest of the battery) on a store.
 
-    Tests: Kim et al.'s asymptotic and half-permutation tests, the full permutation test, Friedman's score tests, D'Agostino-Pearson normality of the scores, Cai et al.'s odds-ratio test, MMD, and per-channel selectivity.
+    Tests: Kim et al.'s asymptotic and half-permutation tests, the full permutation test,
+    Friedman's score tests, D'Agostino-Pearson normality of the scores, Cai et al.'s
+    odds-ratio test, MMD, and per-channel selectivity.
 
     Only samples that are done without error are used. Layers run as Ray tasks (--local: in this process).
 
     Writes results.json (schema: fovea_ray/stats/results.py).
     """
+    from fovea_ray.cluster import Execution
     from fovea_ray.errors import InputError
+    from fovea_ray.names import PRECISIONS, canonical_stats, split_names
     from fovea_ray.stats.battery import BatteryConfig
     from fovea_ray.stats.results import write_results
     from fovea_ray.stats.sweep import run_store_tests
@@ -79,8 +82,8 @@ def test(
         raise InputError(f"--test-size must lie in (0, 1), got {test_size}")
     if not 0 < fdr < 1:
         raise InputError(f"--fdr must lie in (0, 1), got {fdr}")
-    if precision not in ("mixed", "float32", "float64"):
-        raise InputError(f"--precision must be mixed, float32 or float64, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     cfg = BatteryConfig(
         alpha=alpha,
         test_size=test_size,
@@ -90,14 +93,22 @@ def test(
         standardize=standardize,
         mmd_permutations=mmd_permutations,
         fdr=fdr,
-        device=device,
-        solver_dtype=precision,
-        use_ray=not local,
-        address=address,
-        progress=progress,
+        precision=precision,
     )
+    execution = Execution(use_ray=not local, address=address, device=device, progress=progress)
+    try:
+        stat_names = canonical_stats(split_names(stats)) if split_names(stats) else None
+    except ValueError as exc:
+        raise InputError(f"--stats: {exc}") from None
     doc = run_store_tests(
-        store, all_layers=all_layers, main_layer=layer, stats=_split(stats), config=cfg, include_controls=controls
+        store,
+        layers=split_names(layers) or None,
+        all_layers=all_layers,
+        main_layer=layer,
+        stats=stat_names,
+        config=cfg,
+        execution=execution,
+        include_controls=controls,
     )
     path = write_results(doc, out)
     typer.echo(_summary(doc, path))

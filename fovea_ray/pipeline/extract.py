@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fovea_ray.errors import FoveaRayError, InputError, one_line
+from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS
 from fovea_ray.pipeline.probe import ModelFacts
 from fovea_ray.pipeline.summary import ExtractSummary
 
@@ -43,9 +44,7 @@ if TYPE_CHECKING:
     from fovea_ray.pipeline.actor import ModelSpec
     from fovea_ray.store import Store
 
-#: The layer the study captured (Mask R-CNN R101-FPN, 1024 channels), and its R50 twin.
-DEFAULT_LAYERS = {"resnet101": ("backbone.body.layer3.22.bn3",), "resnet50": ("backbone.body.layer3.5.bn3",)}
-DEFAULT_STATS = ("mean", "median", "max")
+# DEFAULT_LAYERS / DEFAULT_STATS are re-exported from their one home, fovea_ray.names.
 DEFAULT_CHUNK_SIZE = 32
 DEFAULT_BATCH_SIZE = 8
 

@@ -257,6 +257,10 @@ def _summary_section(doc: dict, alpha: float) -> Section:
     )
     main = doc.get("main_layer")
     tests = [t for t in doc.get("tests", []) if t["layer"] == main]
+    c2st = (doc.get("layers", {}).get(main) or {}).get("c2st") or {}
+    small_n = _small_n_decision(c2st, alpha) if c2st else ""
+    if small_n:
+        sec.warnings.append(small_n)
     sec.blocks.append(
         Table(
             ["test", "statistic", "p-value", "decision"],
@@ -265,7 +269,8 @@ def _summary_section(doc: dict, alpha: float) -> Section:
                     TEST_TITLES.get(t["name"], t["name"]),
                     "–" if t["statistic"] is None or t["skipped"] else t["statistic"],
                     "–" if t["pvalue"] is None or t["skipped"] else t["pvalue"],
-                    _decision(t),
+                    _decision(t)
+                    + ("; unreliable at this n, not the decision" if small_n and t["name"] == "kim_asymptotic" else ""),
                 ]
                 for t in tests
             ],
@@ -292,6 +297,23 @@ def _decision(t: dict) -> str:
     if t["name"] == "dagostino_pearson_normality":
         return "scores not normal" if t["reject"] else "normality not rejected"
     return "reject H0: P0 = P1" if t["reject"] else "do not reject H0"
+
+
+def _small_n_decision(c: dict, alpha: float) -> str:
+    """Where Kim's asymptotic test is unreliable at this held-out size, the sentence that
+    moves the decision to the permutation test (:func:`fovea_ray.stats.kim_min_test_per_class`)."""
+    if c.get("asymptotic_reliable", True):
+        return ""
+    head = (
+        f"Only {c['te0']} + {c['te1']} samples are held out per class; at α = {alpha:g} Kim's asymptotic "
+        f"test needs ≥ {c.get('min_test_per_class')} per class and rejects too often below that."
+    )
+    full, half = c.get("full_permutation") or {}, c.get("half_permutation") or {}
+    perm = ("full permutation", full) if full.get("p") is not None else ("half permutation", half)
+    if perm[1].get("p") is None:
+        return head + " No permutation test ran, so no decision is made."
+    verdict = "reject H0: P0 = P1" if perm[1].get("reject") else "do not reject H0"
+    return f"{head} The decision rests on the {perm[0]} test: p = {perm[1]['p']:.3g}, {verdict}."
 
 
 def group_warnings(warnings: list[str]) -> list[str]:

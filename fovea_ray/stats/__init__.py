@@ -4,6 +4,11 @@ Public API:
 
 * :func:`classifier_two_sample_test` -> :class:`C2STResult` (Kim et al.'s asymptotic test,
   half and full permutation tests) and :func:`kim_asymptotic_test`.
+* :func:`kim_min_test_per_class`: below this held-out count per class the asymptotic
+  test is unreliable at a given alpha (the permutation test then decides).
+* Parallel pieces (permutation groups, layers) go through an :data:`Executor`
+  (``executor(fn, items)``, like :func:`map`; default :func:`in_process`);
+  :class:`fovea_ray.cluster.RayExecutor` runs them as Ray tasks.
 * :func:`fit_logistic_batched` / :func:`prepare_design`: many L2-logistic fits over one
   design at once (torch, CPU or CUDA), used by the full permutation test.
 * :func:`full_permutation_null`, :func:`half_permutation_null`.
@@ -21,7 +26,13 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "C2STFit": "c2st",
     "C2STResult": "c2st",
+    "c2st_split": "c2st",
+    "Executor": "executor",
+    "InProcess": "executor",
+    "in_process": "executor",
+    "kim_min_test_per_class": "kim",
     "classifier_two_sample_test": "c2st",
     "default_classifier": "c2st",
     "kim_asymptotic_test": "kim",

@@ -21,20 +21,32 @@ from typing import Any
 import numpy as np
 
 from fovea_ray.stats import _seeding
-from fovea_ray.stats._validate import check_fraction, check_xy, standardize_columns
+from fovea_ray.stats._validate import check_count, check_fraction, check_precision, check_xy, standardize_columns
+from fovea_ray.stats.executor import Executor
 from fovea_ray.stats.kim import (
     class_errors,
     kim_asymptotic_test,
+    kim_min_test_per_class,
     kim_order_statistic_rule,
     permutation_pvalue,
 )
+from fovea_ray.stats.outcome import TestOutcome
 from fovea_ray.stats.permutation import full_permutation_null, half_permutation_null
 
-__all__ = ["C2STResult", "classifier_two_sample_test", "default_classifier", "MIN_TEST_PER_CLASS"]
+__all__ = [
+    "C2STFit",
+    "C2STResult",
+    "MIN_TEST_PER_CLASS",
+    "c2st_split",
+    "classifier_two_sample_test",
+    "default_classifier",
+]
 
 PERMUTATIONS = ("none", "half", "full")
-#: Below this many held-out samples of a class the asymptotic normal approximation is poor.
+#: Below this many held-out samples of a class the battery skips the classifier tests.
 MIN_TEST_PER_CLASS = 10
+_CONFUSION_ORIENTATION = "confusion[true][predicted], class order (0, 1): [[TN, FP], [FN, TP]]"
+_HALF_RULE = "reject if accuracy > k-th smallest of the P+1 accuracies, k = ceil((1-alpha)(1+P))"
 
 
 def default_classifier():
@@ -44,41 +56,92 @@ def default_classifier():
     return LogisticRegression(C=1.0, solver="lbfgs", max_iter=500)
 
 
+def c2st_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The test's stratified split ``(train, test)`` of ``y`` (the one place it is drawn)."""
+    return _seeding.stratified_split(y, test_size, _seeding.stream(seed, _seeding.SPLIT))
+
+
+@dataclass(frozen=True, eq=False)
+class C2STFit:
+    """The fitted parts behind a :class:`C2STResult` (``result.fit``; not in records).
+
+    Attributes
+    ----------
+    train_index, test_index : ndarray
+        The stratified split (row indices into ``X``).
+    y_test, scores_test : ndarray
+        Held-out labels and out-of-sample classifier scores (``decision_function``; else
+        the log-odds of ``predict_proba``).
+    coef, intercept : ndarray or None, float or None
+        The fitted linear model (None for non-linear classifiers).
+    estimator : object
+        The fitted classifier.
+    """
+
+    train_index: np.ndarray = field(repr=False)
+    test_index: np.ndarray = field(repr=False)
+    y_test: np.ndarray = field(repr=False)
+    scores_test: np.ndarray = field(repr=False)
+    coef: np.ndarray | None = field(repr=False)
+    intercept: float | None
+    estimator: Any = field(default=None, repr=False)
+
+    @property
+    def y_pred(self) -> np.ndarray:
+        """Held-out predictions (the sign of ``scores_test``)."""
+        return (self.scores_test > 0).astype(np.int8)
+
+
 @dataclass(frozen=True, eq=False)
 class C2STResult:
     """Result of :func:`classifier_two_sample_test` (scipy.stats style: ``statistic``, ``pvalue``).
 
-    Attributes:
-        accuracy: held-out accuracy ``alpha_*`` of the classifier.
-        confusion: ``(2, 2)`` int counts, ``confusion[true, predicted]``, class order (0, 1):
-            ``[[TN, FP], [FN, TP]]``. (The study's ``CNF`` is ``[[TP, FP], [FN, TN]]``; see
-            :func:`fovea_ray.stats.kim.confusion_from_paper`.)
-        e0: error rate on true class 0 (fraction of held-out type-0 samples predicted 1).
-        e1: error rate on true class 1 (fraction of held-out type-1 samples predicted 0).
-        te0, te1: held-out counts of true class 0 and 1 (the denominators of e0, e1).
-        statistic: Kim's ``T = (2E - 1) / sqrt(e0(1-e0)/te0 + e1(1-e1)/te1)``, ``E = (e0+e1)/2``.
-        p_asymptotic: ``Phi(T)``.
-        p_permutation: ``(1 + #{null >= observed}) / (P + 1)``; NaN when ``permutation="none"``.
-        null_accuracies: ``(P,)`` permutation accuracies (empty for "none").
-        reject_asymptotic: ``p_asymptotic <= alpha`` (equivalently ``T <= -z_alpha``).
-        n_permutations: P as used ("full" rounds P up to fill equal groups; see
-            :mod:`fovea_ray.stats.permutation`).
-        reject_permutation: "half": Kim's order-statistic rule ``alpha_* > alpha^(k)``,
-            ``k = ceil((1 - alpha)(1 + P))``; "full": ``p_permutation <= alpha``; None for "none".
-        alpha, permutation, seed, test_size: the settings used.
-        permutation_observed_accuracy: the observed statistic the permutation p-value
-            compares with: ``accuracy`` for "half"; for "full" with the default classifier,
-            the accuracy of the batched solver's exact optimum on the same split (the
-            same procedure as the null fits).
-        order_statistic_k, order_statistic_threshold: ``k`` and ``alpha^(k)`` ("half").
-        train_index, test_index: the stratified split (row indices into ``X``).
-        y_test, scores_test: held-out labels and out-of-sample classifier scores
-            (``decision_function``; else the log-odds of ``predict_proba``).
-        coef, intercept: the fitted linear model (None for non-linear classifiers).
-        classifier_name, converged, n_iter: what was fitted and whether it converged
-            (``converged`` is None when the estimator does not say).
-        warnings: small-sample and convergence notes (never fatal).
-        estimator: the fitted classifier (not shown in the repr).
+    Attributes
+    ----------
+    accuracy : float
+        Held-out accuracy ``alpha_*`` of the classifier.
+    confusion : ndarray (2, 2)
+        Int counts ``confusion[true, predicted]``, class order (0, 1): ``[[TN, FP], [FN, TP]]``.
+        (The study's ``CNF`` is ``[[TP, FP], [FN, TN]]``; see
+        :func:`fovea_ray.stats.kim.confusion_from_paper`.)
+    e0, e1 : float
+        Error rates on true class 0 (predicted 1) and true class 1 (predicted 0).
+    te0, te1 : int
+        Held-out counts of true class 0 and 1 (the denominators of e0, e1).
+    statistic : float
+        Kim's ``T = (2E - 1) / sqrt(e0(1-e0)/te0 + e1(1-e1)/te1)``, ``E = (e0+e1)/2``.
+    p_asymptotic : float
+        ``Phi(T)``.
+    p_permutation : float
+        ``(1 + #{null >= observed}) / (P + 1)``; NaN when ``permutation="none"``.
+    null_accuracies : ndarray (P,)
+        Permutation accuracies (empty for "none").
+    reject_asymptotic : bool
+        ``p_asymptotic <= alpha`` (equivalently ``T <= -z_alpha``).
+    reject_permutation : bool or None
+        "half": Kim's order-statistic rule ``alpha_* > alpha^(k)``,
+        ``k = ceil((1 - alpha)(1 + P))``; "full": ``p_permutation <= alpha``; None for "none".
+    asymptotic_reliable : bool
+        Whether both held-out counts reach :func:`fovea_ray.stats.kim_min_test_per_class`
+        at ``alpha``; when not, the deciding test is the permutation test.
+    alpha, permutation, n_permutations, seed, test_size
+        The settings used (``n_permutations``: P as used; "full" rounds P up to fill
+        equal groups, see :mod:`fovea_ray.stats.permutation`).
+    permutation_observed_accuracy : float or None
+        The observed statistic the permutation p-value compares with: ``accuracy`` for
+        "half"; for "full" with the default classifier, the accuracy of the batched
+        solver's exact optimum on the same split (the same procedure as the null fits).
+    order_statistic_k, order_statistic_threshold
+        ``k`` and ``alpha^(k)`` ("half").
+    classifier_name, converged, n_iter
+        What was fitted and whether it converged (``n_iter_ < max_iter``; None when the
+        estimator does not say).
+    warnings : tuple of str
+        Small-sample and convergence notes (never fatal).
+    full_permutation_info : dict
+        The full permutation test's record (:meth:`FullPermutationNull.to_record`).
+    fit : C2STFit
+        The split, the held-out scores and the estimator.
     """
 
     accuracy: float
@@ -93,6 +156,7 @@ class C2STResult:
     null_accuracies: np.ndarray = field(repr=False)
     reject_asymptotic: bool
     reject_permutation: bool | None
+    asymptotic_reliable: bool
     alpha: float
     permutation: str
     n_permutations: int
@@ -101,29 +165,120 @@ class C2STResult:
     permutation_observed_accuracy: float | None
     order_statistic_k: int | None
     order_statistic_threshold: float | None
-    train_index: np.ndarray = field(repr=False)
-    test_index: np.ndarray = field(repr=False)
-    y_test: np.ndarray = field(repr=False)
-    scores_test: np.ndarray = field(repr=False)
-    coef: np.ndarray | None = field(repr=False)
-    intercept: float | None
     classifier_name: str
     converged: bool | None
     n_iter: int | None
     standardize: bool
     warnings: tuple[str, ...] = ()
     full_permutation_info: dict = field(default_factory=dict, repr=False)
-    estimator: Any = field(default=None, repr=False)
+    fit: C2STFit | None = field(default=None, repr=False)
 
     @property
     def pvalue(self) -> float:
-        """The permutation p-value when permutations ran, else the asymptotic one."""
+        """The deciding p-value: the permutation test's when one ran, else the asymptotic one."""
         return self.p_asymptotic if self.permutation == "none" else self.p_permutation
 
     @property
+    def deciding_test(self) -> str:
+        """``kim_asymptotic``, ``kim_half_permutation`` or ``full_permutation``."""
+        return {"none": "kim_asymptotic", "half": "kim_half_permutation", "full": "full_permutation"}[self.permutation]
+
+    @property
     def y_pred(self) -> np.ndarray:
-        """Held-out predictions (the sign of ``scores_test``)."""
-        return (self.scores_test > 0).astype(np.int8)
+        """Held-out predictions (``fit.y_pred``)."""
+        return self.fit.y_pred
+
+    def accuracy_ci(self, level: float = 0.95) -> tuple[float, float]:
+        """Clopper-Pearson (exact binomial) interval of the held-out accuracy."""
+        n = self.te0 + self.te1
+        correct = int(self.confusion[0, 0] + self.confusion[1, 1])
+        return accuracy_ci(correct, n, level)
+
+    def outcomes(self) -> list[TestOutcome]:
+        """The Kim tests as :class:`TestOutcome` records (asymptotic, half permutation)."""
+        out = [
+            TestOutcome(
+                "kim_asymptotic",
+                self.statistic,
+                self.p_asymptotic,
+                self.alpha,
+                alternative="less",
+                details={"accuracy": self.accuracy},
+            )
+        ]
+        if self.permutation == "half":
+            out.append(
+                TestOutcome(
+                    "kim_half_permutation",
+                    self.accuracy,
+                    self.p_permutation,
+                    self.alpha,
+                    alternative="greater",
+                    details={
+                        "n_permutations": self.n_permutations,
+                        "order_statistic_k": self.order_statistic_k,
+                        "order_statistic_threshold": self.order_statistic_threshold,
+                        "reject_order_statistic_rule": self.reject_permutation,
+                    },
+                )
+            )
+        else:
+            out.append(TestOutcome.skip("kim_half_permutation", "permutations = 0", self.alpha))
+        return out
+
+    def to_record(self, *, null_accuracies: bool = False) -> dict[str, Any]:
+        """The JSON-able ``c2st`` record of ``results.json`` (:mod:`fovea_ray.stats.results`).
+
+        ``null_accuracies``: include the half-permutation null (figure data).
+        """
+        low, high = self.accuracy_ci()
+        rec: dict[str, Any] = {
+            "accuracy": self.accuracy,
+            "accuracy_ci": [low, high],
+            "accuracy_ci_method": "clopper-pearson 95%",
+            "confusion": self.confusion.tolist(),
+            "confusion_orientation": _CONFUSION_ORIENTATION,
+            "e0": self.e0,
+            "e1": self.e1,
+            "te0": self.te0,
+            "te1": self.te1,
+            "statistic": self.statistic,
+            "p_asymptotic": self.p_asymptotic,
+            "reject_asymptotic": self.reject_asymptotic,
+            "asymptotic_reliable": self.asymptotic_reliable,
+            "min_test_per_class": kim_min_test_per_class(self.alpha),
+            "deciding_test": self.deciding_test,
+            "classifier": self.classifier_name,
+            "converged": self.converged,
+            "n_iter": self.n_iter,
+            "standardize": self.standardize,
+            "n_train": int(self.fit.train_index.size) if self.fit is not None else None,
+            "n_test": self.te0 + self.te1,
+        }
+        if self.permutation == "half":
+            rec["half_permutation"] = {
+                "n_permutations": self.n_permutations,
+                "p": self.p_permutation,
+                "reject": self.reject_permutation,
+                "rule": _HALF_RULE,
+                "k": self.order_statistic_k,
+                "threshold": self.order_statistic_threshold,
+                "observed_accuracy": self.accuracy,
+                "null_accuracies": self.null_accuracies.tolist() if null_accuracies else None,
+            }
+        elif self.permutation == "full" and self.full_permutation_info:
+            rec["full_permutation"] = dict(self.full_permutation_info)
+        return rec
+
+
+def accuracy_ci(correct: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson (exact binomial) interval for an accuracy of ``correct / n``."""
+    from scipy import stats
+
+    if n <= 0:
+        return (math.nan, math.nan)
+    ci = stats.binomtest(int(correct), int(n)).proportion_ci(confidence_level=level, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def _scores(est, X) -> np.ndarray:
@@ -135,8 +290,48 @@ def _scores(est, X) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _is_default_logistic(clf) -> bool:
-    return clf is None
+def _fit(classifier, X: np.ndarray, y: np.ndarray) -> tuple[Any, bool | None, int | None]:
+    """Clone and fit ``classifier`` (default: the study's); ``(estimator, converged, n_iter)``.
+
+    Convergence is read from the estimator (``n_iter_`` against ``max_iter``), never
+    from a warning's text; the fit's warnings are silenced since the result says it.
+    """
+    from sklearn.base import clone
+
+    est = clone(classifier) if classifier is not None else default_classifier()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    if not hasattr(est, "n_iter_"):
+        return est, None, None
+    n_iter = int(np.max(est.n_iter_))
+    max_iter = getattr(est, "max_iter", None)
+    return est, bool(max_iter is None or n_iter < max_iter), n_iter
+
+
+def _notes(est, converged, n_iter, te0: int, te1: int, alpha: float, permutation: str, P: int) -> list[str]:
+    notes = []
+    if converged is False:
+        notes.append(
+            f"{type(est).__name__} stopped before converging ({n_iter} iterations, as the study's "
+            "max_iter=500 allows); the full permutation test fits every model to its optimum"
+        )
+    n_min = kim_min_test_per_class(alpha)
+    if min(te0, te1) < n_min:
+        decided = (
+            "the decision rests on the permutation test"
+            if permutation != "none"
+            else "run a permutation test (permutation='half' or 'full') to decide"
+        )
+        notes.append(
+            f"only {te0} and {te1} held-out samples of class 0 and 1: at alpha = {alpha:g} Kim's asymptotic "
+            f"test needs >= {n_min} per class (below, it rejects too often); {decided}"
+        )
+    if permutation != "none" and P < (1 - alpha) / alpha:
+        notes.append(
+            f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})"
+        )
+    return notes
 
 
 def classifier_two_sample_test(
@@ -150,115 +345,89 @@ def classifier_two_sample_test(
     classifier=None,
     seed: int = 0,
     standardize: bool = False,
-    use_ray: bool = True,
-    address: str | None = None,
-    max_workers: int | None = None,
     device: str = "cpu",
-    solver_dtype: str = "mixed",
-    progress: bool = False,
+    precision: str = "mixed",
+    executor: Executor | None = None,
 ) -> C2STResult:
     """Classifier two-sample test of H0: P0 = P1 (Kim et al.; the study's test, fixed).
 
     1. Stratified split: ``round(test_size * n_c)`` samples of each class ``c`` held out
-       (seeded by ``seed``).
+       (seeded by ``seed``; :func:`c2st_split`).
     2. Fit ``classifier`` on the training part (default: the study's
        ``LogisticRegression(C=1, lbfgs, max_iter=500)``, L2), predict the held-out part.
     3. Kim's asymptotic test from the held-out confusion (:func:`kim_asymptotic_test`),
        with ``e0``/``e1`` over the TRUE class counts.
-    4. Optional permutation test:
-       ``"half"`` permutes the held-out labels ``P`` times with the fitted model fixed and
-       decides by Kim's order-statistic rule; ``"full"`` permutes the labels of the whole
-       sample, re-splits and refits ``P`` times (Ray tasks; the batched L2-logistic solver
-       for the default classifier) and decides by ``p <= alpha``. Both report the
-       ``(1 + #{null >= observed}) / (P + 1)`` p-value.
+    4. Optional permutation test: ``"half"`` permutes the held-out labels ``P`` times with
+       the fitted model fixed and decides by Kim's order-statistic rule; ``"full"``
+       permutes the labels of the whole sample, re-splits and refits ``P`` times (the
+       batched L2-logistic solver for the default classifier) and decides by
+       ``p <= alpha``. Both report the ``(1 + #{null >= observed}) / (P + 1)`` p-value.
 
-    Args:
-        X: ``(n, d)`` features; y: ``(n,)`` labels in {0, 1} (1 = type 1).
-        test_size: held-out fraction (the study's kappa = 1/2).
-        alpha: level of the decisions.
-        n_permutations: P (>= (1 - alpha) / alpha for the permutation test to be able to reject).
-        permutation: "none", "half" or "full".
-        classifier: any sklearn-style estimator with fit/predict and decision_function
-            (or predict_proba); cloned before fitting.
-        seed: master seed of the split and the permutations.
-        standardize: z-score every column with the whole sample's mean and sd first
-            (label-free, so permutation validity is kept); off by default, as in the study.
-        use_ray, address, max_workers, device, solver_dtype, progress: how "full" runs
-            (see :func:`fovea_ray.stats.permutation.full_permutation_null`).
+    Parameters
+    ----------
+    X : array (n, d)
+        Features.
+    y : array (n,)
+        Labels in {0, 1} (1 = type 1).
+    test_size : float
+        Held-out fraction (the study's kappa = 1/2).
+    alpha : float
+        Level of the decisions.
+    n_permutations : int
+        P (>= (1 - alpha) / alpha for the permutation test to be able to reject).
+    permutation : {"none", "half", "full"}
+    classifier : estimator, optional
+        Any sklearn-style estimator with fit/predict and decision_function (or
+        predict_proba); cloned before fitting.
+    seed : int
+        Master seed of the split and the permutations.
+    standardize : bool
+        Z-score every column with the whole sample's mean and sd first (label-free, so
+        permutation validity is kept); off by default, as in the study.
+    device, precision : str
+        Where and in what precision the batched solver of "full" runs
+        (:func:`fovea_ray.stats.full_permutation_null`).
+    executor : Executor, optional
+        Where the groups of "full" run (default: in this process;
+        :class:`fovea_ray.cluster.RayExecutor` for Ray). The result does not depend on it.
 
-    Returns:
-        :class:`C2STResult`.
+    Returns
+    -------
+    C2STResult
 
-    Raises:
-        ValueError: bad shapes, NaN, labels other than 0/1, a missing class, fewer than 2
-            samples of a class, or bad options.
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN, labels other than 0/1, fewer than 2 samples of a class, or bad
+        options.
     """
-    from sklearn.base import clone
-
     Xa, ya = check_xy(X, y)
     test_size = check_fraction("test_size", test_size)
     alpha = check_fraction("alpha", alpha)
     seed = _seeding.check_seed(seed)
+    precision = check_precision(precision)
     if permutation not in PERMUTATIONS:
         raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {permutation!r}")
-    P = int(n_permutations)
-    if P < 0 or P != n_permutations:
-        raise ValueError(f"n_permutations must be a non-negative integer, got {n_permutations!r}")
-    if permutation != "none" and P < 1:
-        raise ValueError(f"permutation={permutation!r} needs n_permutations >= 1")
-    notes: list[str] = []
+    P = check_count("n_permutations", n_permutations, minimum=0 if permutation == "none" else 1)
     if standardize:
         Xa = standardize_columns(Xa)
-
-    train, test = _seeding.stratified_split(ya, test_size, _seeding.stream(seed, _seeding.SPLIT))
-    est = clone(classifier) if classifier is not None else default_classifier()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        est.fit(Xa[train], ya[train])
-    converged = None
-    n_iter = None
-    if hasattr(est, "n_iter_"):
-        n_iter = int(np.max(est.n_iter_))
-        max_iter = getattr(est, "max_iter", None)
-        converged = bool(max_iter is None or n_iter < max_iter)
-    for w in caught:
-        if "converge" in str(w.message).lower() or type(w.message).__name__ == "ConvergenceWarning":
-            converged = False
-    if converged is False:
-        notes.append(
-            f"{type(est).__name__} stopped before converging ({n_iter} iterations, as the study's "
-            "max_iter=500 allows); the full permutation test fits every model to its optimum"
-        )
-
-    scores = _scores(est, Xa[test])
+    train, test = c2st_split(ya, test_size, seed)
+    est, converged, n_iter = _fit(classifier, Xa[train], ya[train])
     y_test = ya[test]
     pred = np.asarray(est.predict(Xa[test])).astype(np.int8)
     cm = np.zeros((2, 2), dtype=np.int64)
     np.add.at(cm, (y_test, pred), 1)
-    accuracy = float(np.mean(pred == y_test))
     e0, e1, te0, te1 = class_errors(cm)
     T, p_asym = kim_asymptotic_test(cm)
-    if min(te0, te1) < MIN_TEST_PER_CLASS:
-        notes.append(f"only {te0} and {te1} held-out samples of class 0 and 1: the asymptotic test is unreliable")
-    n0, n1 = int(np.sum(ya == 0)), int(np.sum(ya == 1))
-    if min(n0, n1) < 100:
-        notes.append(f"n = {n1} type 1 and {n0} type 0: low power")
-    if permutation != "none" and P < (1 - alpha) / alpha:
-        notes.append(
-            f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})"
-        )
-
-    null = np.zeros(0)
-    p_perm = math.nan
-    reject_perm = None
-    k = thr = None
-    perm_obs = None
+    notes = _notes(est, converged, n_iter, te0, te1, alpha, permutation, P)
+    accuracy = float(np.mean(pred == y_test))
+    perm: dict[str, Any] = {"null": np.zeros(0), "p": math.nan, "reject": None, "k": None, "thr": None, "obs": None}
     full_info: dict = {}
     if permutation == "half":
         null = half_permutation_null(y_test, pred, P, seed)
-        perm_obs = accuracy
-        p_perm = permutation_pvalue(accuracy, null)
-        reject_perm, k, thr = kim_order_statistic_rule(accuracy, null, alpha)
+        reject, k, thr = kim_order_statistic_rule(accuracy, null, alpha)
+        perm = {"null": null, "p": permutation_pvalue(accuracy, null), "reject": reject, "k": k, "thr": thr}
+        perm["obs"] = accuracy
     elif permutation == "full":
         res = full_permutation_null(
             Xa,
@@ -267,33 +436,28 @@ def classifier_two_sample_test(
             n_permutations=P,
             seed=seed,
             test_size=test_size,
-            classifier=None if _is_default_logistic(classifier) else classifier,
-            use_ray=use_ray,
-            address=address,
-            max_workers=max_workers,
+            classifier=classifier,
             device=device,
-            dtype=solver_dtype,
-            progress=progress,
+            precision=precision,
+            executor=executor,
         )
         P = res.n_permutations
-        null = res.null_accuracies
-        perm_obs = res.observed_accuracy
-        p_perm = permutation_pvalue(perm_obs, null)
-        reject_perm = bool(p_perm <= alpha)
+        p_full = res.pvalue
+        perm = {"null": res.null_accuracies, "p": p_full, "reject": bool(p_full <= alpha), "k": None, "thr": None}
+        perm["obs"] = res.observed_accuracy
         notes.extend(res.notes)
-        full_info = {
-            "backend": res.backend,
-            "solver": res.solver,
-            "converged_fraction": res.converged_fraction,
-            "n_groups": res.n_groups,
-            "group_size": res.group_size,
-            "wall_s": res.wall_s,
-            "n_permutations_requested": int(n_permutations),
-            "solver_dtype": solver_dtype if _is_default_logistic(classifier) else None,
-        }
-
+        full_info = res.to_record(alpha=alpha, n_requested=int(n_permutations), precision=precision)
     coef = getattr(est, "coef_", None)
     intercept = getattr(est, "intercept_", None)
+    fit = C2STFit(
+        train_index=train,
+        test_index=test,
+        y_test=y_test,
+        scores_test=_scores(est, Xa[test]),
+        coef=None if coef is None else np.asarray(coef, dtype=np.float64).reshape(-1),
+        intercept=None if intercept is None else float(np.asarray(intercept).reshape(-1)[0]),
+        estimator=est,
+    )
     return C2STResult(
         accuracy=accuracy,
         confusion=cm,
@@ -303,29 +467,24 @@ def classifier_two_sample_test(
         te1=te1,
         statistic=float(T),
         p_asymptotic=float(p_asym),
-        p_permutation=float(p_perm),
-        null_accuracies=np.asarray(null, dtype=np.float64),
+        p_permutation=float(perm["p"]),
+        null_accuracies=np.asarray(perm["null"], dtype=np.float64),
         reject_asymptotic=bool(p_asym <= alpha),
-        reject_permutation=reject_perm,
+        reject_permutation=perm["reject"],
+        asymptotic_reliable=min(te0, te1) >= kim_min_test_per_class(alpha),
         alpha=alpha,
         permutation=permutation,
         n_permutations=P if permutation != "none" else 0,
         seed=seed,
         test_size=test_size,
-        permutation_observed_accuracy=perm_obs,
-        order_statistic_k=k,
-        order_statistic_threshold=thr,
-        train_index=train,
-        test_index=test,
-        y_test=y_test,
-        scores_test=scores,
-        coef=None if coef is None else np.asarray(coef, dtype=np.float64).reshape(-1),
-        intercept=None if intercept is None else float(np.asarray(intercept).reshape(-1)[0]),
+        permutation_observed_accuracy=perm["obs"],
+        order_statistic_k=perm["k"],
+        order_statistic_threshold=perm["thr"],
         classifier_name=type(est).__name__,
         converged=converged,
         n_iter=n_iter,
         standardize=bool(standardize),
         warnings=tuple(notes),
         full_permutation_info=full_info,
-        estimator=est,
+        fit=fit,
     )

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from fovea_ray.stats import _seeding
+from fovea_ray.stats._validate import check_features, check_labels
 from fovea_ray.stats.kim import permutation_pvalue
 from fovea_ray.stats.outcome import TestOutcome
 
@@ -104,10 +105,8 @@ def mmd_test(
         :class:`TestOutcome` with ``statistic = MMD^2`` and ``details`` ``bandwidth``,
         ``n_permutations``, ``null_mean``, ``null_sd``.
     """
-    Xa = np.asarray(X, dtype=np.float64)
-    yy = np.asarray(y).reshape(-1).astype(np.int64)
-    if Xa.ndim != 2 or Xa.shape[0] != yy.shape[0]:
-        raise ValueError(f"X must be (n, d) matching y's {yy.shape[0]} labels, got {Xa.shape}")
+    Xa = check_features(X)  # NaN/inf would make every permutation tie and p = 1/(P+1) reject
+    yy = check_labels(y, Xa.shape[0]).astype(np.int64)
     n1, n0 = int((yy == 1).sum()), int((yy == 0).sum())
     if min(n1, n0) < 2:
         return TestOutcome.skip("mmd", f"MMD needs >= 2 samples per type, got {n1} and {n0}", alpha)

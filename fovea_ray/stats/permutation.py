@@ -27,7 +27,8 @@ sizes make every statistic's rank distribution the same, so
 ``(1 + #{null >= observed}) / (P + 1)`` is a valid p-value. ``P`` is therefore rounded up
 to ``K * m - 1`` (``K = ceil((P + 1) / group_size)``); the result reports the ``P`` used.
 
-Full permutations run as Ray tasks, one group each. Every label vector and split is
+Full permutations run one group per executor item (in this process by default, Ray
+tasks with :class:`fovea_ray.cluster.RayExecutor`). Every label vector and split is
 drawn from ``SeedSequence(seed, spawn_key=...)`` keyed by group and index, and the groups
 depend only on ``P`` and ``group_size``, so the null accuracies are bit-identical for
 any number of workers and under task retries. ``X`` goes into the object store once (as
@@ -48,11 +49,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from fovea_ray.stats import _seeding
-from fovea_ray.stats._progress import Progress
+from fovea_ray.stats._validate import check_features, check_labels, check_precision
+from fovea_ray.stats.executor import Executor, executor_name, in_process
+from fovea_ray.stats.outcome import TestOutcome
 
 __all__ = [
     "FullPermutationNull",
@@ -147,20 +151,43 @@ class FullPermutationNull:
     wall_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    @property
+    def statistic(self) -> float:
+        """The observed held-out accuracy."""
+        return self.observed_accuracy
 
-def _set_threads_from_ray() -> None:
-    import torch
+    @property
+    def pvalue(self) -> float:
+        """``(1 + #{null >= observed}) / (P + 1)``."""
+        from fovea_ray.stats.kim import permutation_pvalue
 
-    try:
-        import ray
+        return permutation_pvalue(self.observed_accuracy, self.null_accuracies)
 
-        # Outside a Ray worker leave torch alone (and never start Ray by asking).
-        if not ray.is_initialized() or ray.get_runtime_context().worker.mode != ray.WORKER_MODE:
-            return
-        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-        torch.set_num_threads(max(1, int(round(cpus))))
-    except Exception:  # noqa: BLE001 - leave torch's setting alone
-        pass
+    def outcome(self, alpha: float, precision: str) -> TestOutcome:
+        """The ``full_permutation`` :class:`TestOutcome`."""
+        details = {"n_permutations": self.n_permutations, "solver": self.solver, "precision": precision}
+        return TestOutcome(
+            "full_permutation", self.statistic, self.pvalue, alpha, alternative="greater", details=details
+        )
+
+    def to_record(self, *, alpha: float, n_requested: int, precision: str) -> dict:
+        """The ``full_permutation`` entry of a layer's ``c2st`` record in ``results.json``."""
+        p = self.pvalue
+        return {
+            "n_permutations": self.n_permutations,
+            "n_permutations_requested": int(n_requested),
+            "n_groups": self.n_groups,
+            "group_size": self.group_size,
+            "p": p,
+            "reject": bool(p <= alpha),
+            "observed_accuracy": self.observed_accuracy,
+            "null_accuracies": self.null_accuracies.tolist(),
+            "solver": self.solver,
+            "precision": precision,
+            "backend": self.backend,
+            "converged_fraction": self.converged_fraction,
+            "wall_s": self.wall_s,
+        }
 
 
 def _accuracies(decision: np.ndarray, Y: np.ndarray, train: np.ndarray) -> np.ndarray:
@@ -169,11 +196,10 @@ def _accuracies(decision: np.ndarray, Y: np.ndarray, train: np.ndarray) -> np.nd
     return ((decision[test] > 0) == (Y[test] == 1)).mean(axis=0)
 
 
-def _batched_group(design, y, train_index, test_size, seed, group, m, device, precision):
+def _batched_group(design, y, train_index, test_size, seed, m, device, precision, group):
     """Fit one group's ``m`` labellings with the batched solver; their held-out accuracies."""
     from fovea_ray.stats.solver import fit_logistic_batched
 
-    _set_threads_from_ray()
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
     fit = fit_logistic_batched(
         design, Y, train_rows=train, device=device, precision=precision, stable_signs=precision != "float32"
@@ -181,11 +207,10 @@ def _batched_group(design, y, train_index, test_size, seed, group, m, device, pr
     return _accuracies(fit.decision[0], Y, train), fit.converged[0]
 
 
-def _sklearn_group(X, y, train_index, test_size, seed, group, m, classifier):
+def _sklearn_group(X, y, train_index, test_size, seed, m, classifier, group):
     """Refit a clone of ``classifier`` for each labelling of the group."""
     from sklearn.base import clone
 
-    _set_threads_from_ray()
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
     test = np.setdiff1d(np.arange(y.size), train, assume_unique=True)
     acc = np.empty(m)
@@ -205,85 +230,63 @@ def full_permutation_null(
     test_size: float,
     classifier=None,
     C: float = 1.0,
-    use_ray: bool = True,
-    address: str | None = None,
-    max_workers: int | None = None,
     group_size: int = GROUP_SIZE,
     device: str = "cpu",
-    dtype: str = "mixed",
-    progress: bool = False,
+    precision: str = "mixed",
+    executor: Executor | None = None,
 ) -> FullPermutationNull:
     """Null accuracies of the full permutation test (see the module docstring).
 
-    Args:
-        X: ``(n, d)`` float features (already preprocessed); y: ``(n,)`` labels in {0, 1}.
-        train_index: the observed split's training rows.
-        n_permutations: P asked for (rounded up to fill equal groups).
-        seed: master seed.
-        test_size: held-out fraction of each re-split.
-        classifier: None for the batched L2-logistic solver with ``C`` (the default
-            classifier); otherwise an sklearn estimator, cloned and refitted per labelling
-            (its observed accuracy is that of the fit on the true labels, labelling 0).
-        use_ray: fan groups out as Ray tasks (``address``: cluster or None for local);
-            False runs them in this process, in the same groups (same results).
-        max_workers: at most this many groups in flight (None: all submitted at once).
-        group_size: labellings per group / task.
-        device: ``"cpu"`` or ``"cuda"`` for the batched solver (Ray tasks then ask for a GPU).
-        dtype: the solver's ``precision``: ``"mixed"`` (default: float32 GEMMs, float64
-            finish with the stable-held-out-signs stop), ``"float32"`` or ``"float64"``.
-        progress: show a progress bar on stderr.
+    Parameters
+    ----------
+    X : array (n, d)
+        Float features (already preprocessed).
+    y : array (n,)
+        Labels in {0, 1}.
+    train_index : array
+        The observed split's training rows.
+    n_permutations : int
+        P asked for (rounded up to fill equal groups).
+    seed : int
+        Master seed.
+    test_size : float
+        Held-out fraction of each re-split.
+    classifier : estimator, optional
+        None for the batched L2-logistic solver with ``C`` (the default classifier);
+        otherwise an sklearn estimator, cloned and refitted per labelling (its observed
+        accuracy is that of the fit on the true labels, labelling 0).
+    group_size : int
+        Labellings per group (one executor item, one batched solve).
+    device : str
+        ``"cpu"`` or ``"cuda"`` for the batched solver.
+    precision : {"mixed", "float32", "float64"}
+        The solver's precision (:data:`fovea_ray.names.PRECISIONS`): ``"mixed"``
+        (float32 GEMMs, float64 finish with the stable-held-out-signs stop; default).
+    executor : Executor, optional
+        Where the groups run (:mod:`fovea_ray.stats.executor`; default in this process).
+        The result does not depend on it.
+
+    Returns
+    -------
+    FullPermutationNull
     """
     t0 = time.perf_counter()
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y).astype(np.int8)
-    if dtype not in ("mixed", "float32", "float64"):
-        raise ValueError(f"dtype must be 'mixed', 'float32' or 'float64', got {dtype!r}")
+    X = check_features(X)
+    y = check_labels(y, X.shape[0])
+    precision = check_precision(precision)
     K, m, P_used = group_layout(n_permutations, group_size)
     train_index = np.sort(np.asarray(train_index))
     batched = classifier is None
     if batched:
         from fovea_ray.stats.solver import prepare_design
 
-        payload = prepare_design(X, C=C, curvature_rows=int(train_index.size))
-        fn = _batched_group
-        extra = (device, dtype)
+        design = prepare_design(X, C=C, curvature_rows=int(train_index.size))
+        group = partial(_batched_group, design, y, train_index, test_size, seed, m, device, precision)
     else:
-        payload, fn, extra = X, _sklearn_group, (classifier,)
-
-    bar = Progress(P_used + 1, "full permutation", unit="fits", enabled=progress)
-    results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if use_ray:
-        import ray
-
-        from fovea_ray.cluster import connect
-
-        connect(address)
-        ref = ray.put(payload)
-        opts = {"num_cpus": 1}
-        if batched and str(device).startswith("cuda"):
-            opts["num_gpus"] = 1
-        remote = ray.remote(**opts)(fn)
-        limit = max_workers if max_workers else K
-        todo = list(range(K))
-        inflight: dict = {}
-        while todo or inflight:
-            while todo and len(inflight) < limit:
-                k = todo.pop(0)
-                inflight[remote.remote(ref, y, train_index, test_size, seed, k, m, *extra)] = k
-            ready, _ = ray.wait(list(inflight), num_returns=1)
-            for r in ready:
-                results[inflight.pop(r)] = ray.get(r)
-                bar.update(m)
-        backend = "ray"
-    else:
-        for k in range(K):
-            results[k] = fn(payload, y, train_index, test_size, seed, k, m, *extra)
-            bar.update(m)
-        backend = "local"
-    bar.close()
-
-    acc = np.concatenate([results[k][0] for k in range(K)])
-    conv = np.concatenate([results[k][1] for k in range(K)])
+        group = partial(_sklearn_group, X, y, train_index, test_size, seed, m, classifier)
+    results = list((executor or in_process)(group, range(K)))
+    acc = np.concatenate([r[0] for r in results])
+    conv = np.concatenate([r[1] for r in results])
     notes = []
     if P_used != int(n_permutations):
         notes.append(
@@ -298,7 +301,7 @@ def full_permutation_null(
         n_permutations=P_used,
         n_groups=K,
         group_size=m,
-        backend=backend,
+        backend=executor_name(executor),
         solver="batched-lbfgs" if batched else type(classifier).__name__,
         converged_fraction=float(conv.mean()) if batched else float("nan"),
         wall_s=time.perf_counter() - t0,
@@ -315,7 +318,7 @@ def full_permutation_many(
     seeds,
     test_size: float,
     C: float = 1.0,
-    dtype: str = "mixed",
+    precision: str = "mixed",
     group_size: int = GROUP_SIZE,
     device: str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -348,7 +351,7 @@ def full_permutation_many(
         Y = np.stack([lab[0] for lab in labs])
         rows = np.stack([lab[1] for lab in labs])
         fit = fit_logistic_batched(
-            design, Y, train_rows=rows, device=device, precision=dtype, stable_signs=dtype != "float32"
+            design, Y, train_rows=rows, device=device, precision=precision, stable_signs=precision != "float32"
         )
         out.append(np.stack([_accuracies(fit.decision[g], Y[g], rows[g]) for g in range(G)]))
     acc = np.concatenate(out, axis=1)

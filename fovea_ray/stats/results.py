@@ -10,7 +10,8 @@ p-value tells the direction. Top level::
     store               {"path", "status", "weights_checksum", "config"}  (from the store's attrs)
     config              the test settings: layers, main_layer, stats, alpha, test_size,
                         permutations, full_permutations, mmd_permutations,
-                        odds_permutations, fdr, seed, standardize, solver_dtype, address
+                        odds_permutations, fdr, seed, standardize, precision, and
+                        where it ran: backend (ray | local), address, device
     versions            {"fovea_ray", "python", "numpy", "scipy", "sklearn", "torch", "ray"}
     samples             {"n_total", "n_used", "n_not_done", "n_error",
                          "per_type": {"0": n, "1": n},
@@ -32,12 +33,13 @@ LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
                   confusion [[TN, FP], [FN, TP]]   (confusion[true][predicted], class order 0, 1),
                   confusion_orientation, e0, e1, te0, te1,
                   statistic (Kim's T), p_asymptotic, reject_asymptotic,
-                  classifier, converged, n_iter, standardize, n_train, n_test,
+                  asymptotic_reliable, min_test_per_class (kim_min_test_per_class(alpha)),
+                  deciding_test, classifier, converged, n_iter, standardize, n_train, n_test,
                   half_permutation {n_permutations, p, reject, rule, k, threshold,
                                     observed_accuracy, null_accuracies (main layer only, else null)},
                   full_permutation {n_permutations (as used), n_permutations_requested,
                                     n_groups, group_size, p, reject, observed_accuracy,
-                                    null_accuracies, solver, solver_dtype, backend,
+                                    null_accuracies, solver, precision, backend,
                                     converged_fraction, wall_s}   (when run)}
     selectivity null if skipped, else {fdr, test, auc_meaning,
                   per_stat {stat: {n_channels, n_selective, n_prefer_type1, n_prefer_type0}},

@@ -101,6 +101,8 @@ def score_normality(scores, *, alpha: float = 0.01) -> TestOutcome:
     s = np.asarray(scores, dtype=np.float64).reshape(-1)
     if s.size < 20:
         return TestOutcome.skip("dagostino_pearson_normality", f"only {s.size} scores (the test needs >= 20)", alpha)
+    if not np.isfinite(s).all() or np.ptp(s) == 0:
+        return TestOutcome.skip("dagostino_pearson_normality", "the scores are constant or not finite", alpha)
     res = stats.normaltest(s)
     sk = stats.skewtest(s).statistic
     ku = stats.kurtosistest(s).statistic

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from fovea_ray.stats._validate import check_labels
+
 __all__ = ["ChannelSelectivity", "benjamini_hochberg", "channel_selectivity"]
 
 
@@ -31,7 +33,10 @@ def benjamini_hochberg(pvalues, axis: int = -1) -> np.ndarray:
     ``scipy.stats.false_discovery_control(p, method="bh")``. NaN p-values (e.g. constant
     channels) are left out of the family and stay NaN.
     """
-    p = np.moveaxis(np.asarray(pvalues, dtype=np.float64), axis, -1)
+    p = np.asarray(pvalues, dtype=np.float64)
+    if p.size == 0:  # as scipy.stats.false_discovery_control
+        return p.copy()
+    p = np.moveaxis(p, axis, -1)
     out = np.full(p.shape, np.nan)
     flat_p = p.reshape(-1, p.shape[-1])
     flat_o = out.reshape(-1, p.shape[-1])
@@ -95,9 +100,7 @@ def channel_selectivity(values, y, *, stat_names=None, fdr: float = 0.05) -> Cha
         v = v[:, :, None]
     if v.ndim != 3:
         raise ValueError(f"values must be (N, C, S) or (N, C), got shape {v.shape}")
-    yy = np.asarray(y).reshape(-1)
-    if yy.shape[0] != v.shape[0]:
-        raise ValueError(f"values have {v.shape[0]} samples but y has {yy.shape[0]}")
+    yy = check_labels(y, v.shape[0])  # a label other than 0/1 is an error, never dropped
     if not np.all(np.isfinite(v)):
         raise ValueError("values contain NaN or infinite entries")
     if not 0 < fdr < 1:

@@ -1,9 +1,10 @@
-"""The layer sweep: the test battery on every layer of a store, as Ray tasks.
+"""The layer sweep: the test battery on every layer of a store.
 
 Each layer (and the ``controls/pixels`` baseline, the input pixels' own statistics) is
-one Ray task that opens the store itself, reads its layer and runs
+one executor item (a Ray task with :class:`fovea_ray.cluster.Execution`'s Ray executor)
+that opens the store itself, reads its layer and runs
 :func:`fovea_ray.stats.battery.run_battery` on the samples that are done without error.
-The full permutation test, itself fanned out over Ray, runs for the main layer on the
+The full permutation test, its groups fanned out by the same executor, runs for the main layer on the
 driver afterwards. :func:`run_store_tests` assembles the ``results.json`` document.
 """
 
@@ -11,19 +12,29 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from fovea_ray.cluster import Execution
 from fovea_ray.errors import InputError
-from fovea_ray.stats._progress import Progress
+from fovea_ray.names import HF_ENERGY, STUDY_LAYER, canonical_stats
 from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
 from fovea_ray.stats.results import build_results
 
-__all__ = ["CONTROLS", "STUDY_LAYER", "choose_main_layer", "layer_values", "run_store_tests", "sample_summary"]
+__all__ = [
+    "CONTROLS",
+    "STUDY_LAYER",
+    "check_stats",
+    "choose_main_layer",
+    "layer_values",
+    "layers_to_test",
+    "run_store_tests",
+    "sample_summary",
+]
 
 CONTROLS = "controls/pixels"
-STUDY_LAYER = "backbone.body.layer3.22.bn3"
 
 
 def choose_main_layer(layers: Sequence[str], requested: str | None = None, default: str | None = None) -> str:
@@ -50,6 +61,11 @@ def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.nda
     if layer == CONTROLS:
         vals = store.controls()
         names = list(store.control_stat_names)
+        if stats:
+            # --stats applies to the baseline too; hf_energy, the controls' own blur
+            # measure with no layer counterpart, always stays.
+            keep = [i for i, n in enumerate(names) if n in stats or n == HF_ENERGY]
+            vals, names = vals[:, :, keep], [names[i] for i in keep]
         kind = "control"
     else:
         names = list(stats) if stats else store.stat_names(layer)
@@ -61,17 +77,18 @@ def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.nda
     return vals[good], y[good].astype(np.int8), names, kind
 
 
-def _layer_task(store_path: str, layer: str, stats, cfg_dict: dict, figure_data: bool) -> dict[str, Any]:
-    """One layer's battery (a Ray task, or called in-process)."""
-    from fovea_ray.stats.permutation import _set_threads_from_ray
+def _layer_task(
+    store_path: str, stats, cfg: BatteryConfig, main: str, device: str, layer: str
+) -> tuple[str, dict[str, Any]]:
+    """One layer's battery (an executor item: a Ray task, or called in-process)."""
     from fovea_ray.store import open_store
 
-    _set_threads_from_ray()
     store = open_store(store_path)
     vals, y, names, kind = layer_values(store, layer, stats)
-    cfg = BatteryConfig(**cfg_dict)
-    cfg.use_ray = False  # nested work (none with full_permutations=0) stays in the task
-    return run_battery(vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=figure_data)
+    rec = run_battery(
+        vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=layer == main, device=device
+    )
+    return layer, rec
 
 
 def sample_summary(store) -> dict[str, Any]:
@@ -97,35 +114,9 @@ def sample_summary(store) -> dict[str, Any]:
     }
 
 
-def run_store_tests(
-    store_path: str | os.PathLike,
-    *,
-    layers: Sequence[str] | None = None,
-    all_layers: bool = False,
-    main_layer: str | None = None,
-    stats: Sequence[str] | None = None,
-    config: BatteryConfig | None = None,
-    include_controls: bool = True,
-) -> dict[str, Any]:
-    """Run the battery on a store's layers and return the ``results.json`` document.
-
-    Args:
-        store_path: a fovea-ray store (:func:`fovea_ray.store.open_store`).
-        layers: the layers to test (default: the main layer only, or every layer with
-            ``all_layers``).
-        main_layer: the layer with figure data and the full permutation test (default:
-            :func:`choose_main_layer`).
-        stats: statistics to use per channel (e.g. ``["mean", "max"]``, the study's d = 2C);
-            None: all the store holds.
-        config: :class:`BatteryConfig` (its ``use_ray``/``address`` decide how layers fan out).
-        include_controls: add the ``controls/pixels`` baseline row.
-    """
-    from fovea_ray.store import open_store
-
-    cfg = config or BatteryConfig()
-    store = open_store(store_path)
+def layers_to_test(store, layers: Sequence[str] | None, all_layers: bool, main: str, controls: bool) -> list[str]:
+    """The main layer first, then the requested (or all) layers, then the pixel baseline."""
     all_names = store.layers
-    main = choose_main_layer(all_names, main_layer, store.attrs.get("default_layer"))
     if all_layers:
         todo = list(all_names)
     elif layers:
@@ -137,57 +128,91 @@ def run_store_tests(
         todo = [main]
     if main not in todo:
         todo.insert(0, main)
-    if include_controls:
-        todo.append(CONTROLS)
-    if stats:
-        for name in todo:
-            if name != CONTROLS:
-                have = store.stat_names(name)
-                missing = [s for s in stats if s not in have]
-                if missing:
-                    raise InputError(f"{store.path}: layer {name!r} has stats {have}, not {missing}")
+    return todo + [CONTROLS] if controls else todo
+
+
+def check_stats(store, todo: Sequence[str], stats: Sequence[str] | None) -> list[str] | None:
+    """``stats`` canonicalised (``MEAN`` -> ``mean``), each held by every layer in ``todo``."""
+    if not stats:
+        return None
+    try:
+        stats = canonical_stats(stats)
+    except ValueError as exc:
+        raise InputError(f"--stats: {exc}") from None
+    for name in todo:
+        if name != CONTROLS:
+            have = store.stat_names(name)
+            missing = [s for s in stats if s not in have]
+            if missing:
+                raise InputError(f"{store.path}: layer {name!r} has stats {have}, not {missing}")
+    return stats
+
+
+def run_store_tests(
+    store_path: str | os.PathLike,
+    *,
+    layers: Sequence[str] | None = None,
+    all_layers: bool = False,
+    main_layer: str | None = None,
+    stats: Sequence[str] | None = None,
+    config: BatteryConfig | None = None,
+    execution: Execution | None = None,
+    include_controls: bool = True,
+) -> dict[str, Any]:
+    """Run the battery on a store's layers and return the ``results.json`` document.
+
+    Parameters
+    ----------
+    store_path : str or path
+        A fovea-ray store (:func:`fovea_ray.store.open_store`).
+    layers : sequence of str, optional
+        The layers to test (default: the main layer only, or every layer with ``all_layers``).
+    main_layer : str, optional
+        The layer with figure data and the full permutation test (default:
+        :func:`choose_main_layer`).
+    stats : sequence of str, optional
+        Statistics to use per channel, any spelling (e.g. ``["mean", "max"]``, the
+        study's d = 2C), for every row including the pixel baseline; None: all the store
+        holds.
+    config : BatteryConfig, optional
+        The statistics settings.
+    execution : fovea_ray.cluster.Execution, optional
+        Where layers and permutation groups run (default: this process, on the CPU).
+    include_controls : bool
+        Add the ``controls/pixels`` baseline row.
+
+    Returns
+    -------
+    dict
+        The ``results.json`` document (:mod:`fovea_ray.stats.results`).
+    """
+    from fovea_ray.store import open_store
+
+    cfg = config or BatteryConfig()
+    run = execution or Execution(use_ray=False)
+    store = open_store(store_path)
+    main = choose_main_layer(store.layers, main_layer, store.attrs.get("default_layer"))
+    todo = layers_to_test(store, layers, all_layers, main, include_controls)
+    stats = check_stats(store, todo, stats)
     samples = sample_summary(store)
     if samples["n_used"] == 0:
         raise InputError(f"{store.path}: no sample is done without error; run or resume the extraction first")
 
-    cfg_dict = cfg.to_dict()
-    records: dict[str, dict] = {}
-    bar = Progress(len(todo), "layer sweep", unit="layers", enabled=cfg.progress)
-    stats_arg = list(stats) if stats else None
-    if cfg.use_ray:
-        import ray
-
-        from fovea_ray.cluster import connect
-
-        connect(cfg.address)
-        remote = ray.remote(num_cpus=1)(_layer_task)
-        refs = {remote.remote(str(store.path), name, stats_arg, cfg_dict, name == main): name for name in todo}
-        pending = list(refs)
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for r in ready:
-                records[refs[r]] = ray.get(r)
-                bar.update()
-    else:
-        for name in todo:
-            records[name] = _layer_task(str(store.path), name, stats_arg, cfg_dict, name == main)
-            bar.update()
-    bar.close()
+    executor = run.executor()
+    task = partial(_layer_task, str(store.path), stats, cfg, main, run.device)
+    records = dict(executor(task, todo))
     if cfg.full_permutations > 0:
-        vals, y, names, _ = layer_values(store, main, stats_arg)
-        add_full_permutation(records[main], vals, y, names, cfg, cfg.full_permutations)
-    ordered = {name: records[name] for name in todo}
+        vals, y, names, _ = layer_values(store, main, stats)
+        add_full_permutation(
+            records[main], vals, y, names, cfg, cfg.full_permutations, device=run.device, executor=executor
+        )
     attrs = store.attrs
-    store_info = {
-        "path": str(store.path),
-        "status": attrs.get("status"),
-        "weights_checksum": attrs.get("weights_checksum"),
-        "config": attrs.get("config"),
-    }
-    config_doc = {
-        **{k: v for k, v in cfg_dict.items() if k not in ("progress",)},
-        "layers": todo,
-        "main_layer": main,
-        "stats": stats_arg,
-    }
-    return build_results(layers=ordered, main_layer=main, config=config_doc, samples=samples, store=store_info)
+    store_info = {k: attrs.get(k) for k in ("status", "weights_checksum", "config")}
+    config_doc = {**cfg.to_dict(), **run.to_record(), "layers": todo, "main_layer": main, "stats": stats}
+    return build_results(
+        layers=records,
+        main_layer=main,
+        config=config_doc,
+        samples=samples,
+        store={"path": str(store.path), **store_info},
+    )

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from fovea_ray.errors import InputError
+from fovea_ray.names import canonical_stats
 from fovea_ray.store import layout as L
 
 
@@ -173,11 +174,16 @@ class Store:
     def activations(self, layer: str, *, stats: Sequence[str] | None = None) -> np.ndarray:
         """``(N, C, S)`` float32 reductions of ``layer`` (NaN rows: not done or failed).
 
-        ``stats`` selects (and orders) a subset of :meth:`stat_names`.
+        ``stats`` selects (and orders) a subset of :meth:`stat_names`, by any spelling
+        :func:`fovea_ray.names.canonical_stats` admits (``MEAN``, ``topk_mean``).
         """
         values = self._layer_values(layer)
         out = np.asarray(values[...], dtype=np.float32)
         if stats is not None:
+            try:
+                stats = canonical_stats(stats)
+            except ValueError as exc:
+                raise KeyError(f"{self.path}: {exc}") from None
             names = self.stat_names(layer)
             missing = [s for s in stats if s not in names]
             if missing:

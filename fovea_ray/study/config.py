@@ -52,8 +52,7 @@ from typing import Any
 import tomllib
 
 from fovea_ray.errors import InputError
-
-STUDY_LAYER = "backbone.body.layer3.22.bn3"  # the layer the report captured (1024 channels)
+from fovea_ray.names import DEFAULT_STATS, STUDY_LAYER
 
 
 @dataclass
@@ -84,7 +83,7 @@ class ExtractConfig:
     weights: str = "none"
     # Every bottleneck output (the depth sweep) plus the study's own tap inside layer3.22.
     layers: list[str] = field(default_factory=lambda: ["backbone.body.layer*.*", STUDY_LAYER])
-    stats: list[str] = field(default_factory=lambda: ["mean", "median", "max"])
+    stats: list[str] = field(default_factory=lambda: list(DEFAULT_STATS))
     batch_size: int = 4
     chunk_size: int = 16
     backbone_only: bool = False

@@ -158,22 +158,26 @@ def run_study(cfg: RunConfig) -> Path:
 
 def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
     """The test battery on the main layer (figures) and, with ``all_layers``, every layer."""
+    from fovea_ray.cluster import Execution
     from fovea_ray.stats.battery import BatteryConfig
     from fovea_ray.stats.results import write_results
     from fovea_ray.stats.sweep import run_store_tests
 
     t = cfg.test
     battery = BatteryConfig(
-        alpha=t.alpha,
-        permutations=t.permutations,
-        full_permutations=t.full_permutations,
-        seed=cfg.seed,
-        address=cfg.extract.address or None,
-        progress=True,
+        alpha=t.alpha, permutations=t.permutations, full_permutations=t.full_permutations, seed=cfg.seed
     )
     # A network other than the detector has no layer3.22.bn3: its store's default layer leads.
     main_layer = None if cfg.extract.model and t.layer == STUDY_LAYER else (t.layer or None)
-    doc = run_store_tests(store, all_layers=t.all_layers, main_layer=main_layer, stats=t.stats or None, config=battery)
+    execution = Execution(address=cfg.extract.address or None, progress=True)
+    doc = run_store_tests(
+        store,
+        all_layers=t.all_layers,
+        main_layer=main_layer,
+        stats=t.stats or None,
+        config=battery,
+        execution=execution,
+    )
     doc["run_config"] = cfg.to_dict()
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)

@@ -1,23 +1,7 @@
 """Per-channel reductions of feature maps, computed where the map lives.
 
 Each statistic reduces one channel's map over its valid H x W positions to one float.
-Names (the ``stats`` argument of :func:`fovea_ray.taps.capture`):
-
-``mean``
-    arithmetic mean.
-``median``
-    the exact median with numpy's definition: for an even count, the mean of the two
-    middle values (``torch.median`` would return the lower one).
-``max`` / ``min``
-    extremes.
-``std``
-    population standard deviation (``ddof=0``, numpy's default).
-``topk_mean@K``
-    mean of the K largest values; ``K`` an integer count (``topk_mean@10``) or a fraction of
-    the valid positions in (0, 1) (``topk_mean@0.05``; at least one value). ``topk_mean``
-    alone means ``topk_mean@0.1``. K is clipped to the number of valid positions.
-``frac_pos``
-    fraction of positions with a strictly positive value.
+The names, their parsing and the defaults live in :mod:`fovea_ray.names` (torch-free).
 
 The study (Gizdov & Akhtari, "Exploration of resolution specialization in neurons of
 deep convolutional neural networks", section 3) reduced each 1024 x 60 x 60 map to mean,
@@ -39,73 +23,15 @@ and ``torch.median`` are several times slower (ties slow selection down;
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from fovea_ray.names import BASIC_STATS, DEFAULT_STATS, StatSpec, parse_stats
+
 __all__ = ["BASIC_STATS", "DEFAULT_STATS", "StatSpec", "median_rows", "parse_stats", "reduce_rows"]
-
-#: The default of :func:`fovea_ray.taps.capture` (the study's three statistics).
-DEFAULT_STATS: tuple[str, ...] = ("mean", "median", "max")
-#: The five basic statistics (a good default for a full sweep).
-BASIC_STATS: tuple[str, ...] = ("mean", "median", "max", "min", "std")
-
-_SIMPLE = ("mean", "median", "max", "min", "std", "frac_pos")
-_TOPK = re.compile(r"^topk_mean(?:@(?P<k>[0-9]*\.?[0-9]+(?:[eE]-?[0-9]+)?))?$")
-
-
-@dataclass(frozen=True)
-class StatSpec:
-    """One parsed statistic: ``kind`` is a simple name or ``topk_mean``; ``k`` its size."""
-
-    name: str
-    kind: str
-    k: float | None = None
-
-    def topk_count(self, n: int) -> int:
-        """K for a map of ``n`` valid positions (fractions rounded, at least 1, at most n)."""
-        assert self.k is not None
-        k = self.k * n if self.k < 1 else self.k
-        return int(min(n, max(1, round(k))))
-
-
-def parse_stats(stats: str | Iterable[str]) -> list[StatSpec]:
-    """Validate and canonicalise statistic names (see the module docstring).
-
-    Raises ValueError naming the bad entry; a name may appear only once.
-    """
-    if isinstance(stats, str):
-        stats = [s for s in re.split(r"[,\s]+", stats) if s]
-    specs: list[StatSpec] = []
-    for raw in stats:
-        if not isinstance(raw, str):
-            raise ValueError(f"statistic names must be strings, got {raw!r}")
-        name = raw.strip().lower()
-        if name in _SIMPLE:
-            specs.append(StatSpec(name, name))
-            continue
-        match = _TOPK.match(name)
-        if match is None:
-            raise ValueError(
-                f"unknown statistic {raw!r}; choose from {', '.join(_SIMPLE)}, "
-                "topk_mean@K (K a count or a fraction in (0, 1))"
-            )
-        k = float(match.group("k")) if match.group("k") else 0.1
-        if not (0 < k < 1 or (k >= 1 and k == int(k))):
-            raise ValueError(f"bad top-k size in {raw!r}: K must be a whole count >= 1 or a fraction in (0, 1)")
-        canonical = f"topk_mean@{int(k)}" if k >= 1 else f"topk_mean@{k:g}"
-        specs.append(StatSpec(canonical, "topk_mean", k))
-    if not specs:
-        raise ValueError("no statistics requested")
-    names = [s.name for s in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ValueError(f"statistics listed twice: {', '.join(dupes)}")
-    return specs
 
 
 _POOL: ThreadPoolExecutor | None = None
