@@ -180,19 +180,23 @@ def main() -> None:
     )
     print(f"bench_taps: {args.arch} FPN Mask R-CNN, batch {args.batch} x 3 x {args.size} x {args.size}, device {name}")
     print(
-        f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections {detections}; best of {args.repeats} interleaved repeats after {args.warmup} warm-up"
+        f"torch {torch.__version__}; per image in the baseline: RPN proposals {proposals.get('n')}, detections "
+        f"{detections}; best of {args.repeats} interleaved repeats after {args.warmup} warm-up"
     )
     print("  (best wall time; process CPU time in brackets; median wall time in parentheses)")
     for key, value in med.items():
         print(
-            f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (median {median_wall[key] * 1000:.0f} ms; runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})"
+            f"  {key:<40} {value * 1000:9.1f} ms  [cpu {med_cpu[key] * 1000:9.1f} ms]  (median "
+            f"{median_wall[key] * 1000:.0f} ms; runs: {', '.join(f'{t * 1000:.0f}' for t in times[key])})"
         )
     hooks_wall = hook_time[id(tap_full)][0] / args.repeats
     hooks_cpu = hook_time[id(tap_full)][1] / args.repeats
     print(
         f"time inside the 33 tap hooks per batch: {hooks_wall * 1000:.0f} ms wall, {hooks_cpu * 1000:.0f} ms CPU = "
-        f"{hooks_wall / med['untapped model(images)'] * 100:.1f} % / {hooks_cpu / med_cpu['untapped model(images)'] * 100:.1f} % "
-        f"of the best untapped forward's wall / CPU time; {hooks_cpu / med_cpu['untapped transform + backbone body'] * 100:.1f} % of the body's CPU time"
+        f"{hooks_wall / med['untapped model(images)'] * 100:.1f} % / "
+        f"{hooks_cpu / med_cpu['untapped model(images)'] * 100:.1f} % "
+        "of the best untapped forward's wall / CPU time; "
+        f"{hooks_cpu / med_cpu['untapped transform + backbone body'] * 100:.1f} % of the body's CPU time"
     )
     base = med["untapped model(images)"]
     over_masks = med[f"full + {len(tap_full.layers)} taps (masks on)"] / base - 1
@@ -201,7 +205,8 @@ def main() -> None:
     speed_cpu = med_cpu["untapped model(images)"] / med_cpu["backbone-only to layer3.22.bn3"]
     target = 0.10 if device.type == "cuda" else 0.15
     print(
-        f"tap overhead, 33 bottlenecks in one pass vs untapped (same work): {over_masks * 100:+.1f} %  (target <= {target * 100:.0f} %: {'met' if over_masks <= target else 'MISSED'})"
+        f"tap overhead, 33 bottlenecks in one pass vs untapped (same work): {over_masks * 100:+.1f} %  (target <= "
+        f"{target * 100:.0f} %: {'met' if over_masks <= target else 'MISSED'})"
     )
     if device.type == "cpu":
         cpu_over = med_cpu[f"full + {len(tap_full.layers)} taps (masks on)"] / med_cpu["untapped model(images)"] - 1
@@ -211,10 +216,12 @@ def main() -> None:
     over_body = med[body_key] / med["untapped transform + backbone body"] - 1
     over_body_cpu = med_cpu[body_key] / med_cpu["untapped transform + backbone body"] - 1
     print(
-        f"  33 backbone-only taps vs the untapped body alone (least favourable): {over_body * 100:+.1f} % wall, {over_body_cpu * 100:+.1f} % CPU time"
+        f"  33 backbone-only taps vs the untapped body alone (least favourable): {over_body * 100:+.1f} % wall, "
+        f"{over_body_cpu * 100:+.1f} % CPU time"
     )
     print(
-        f"backbone-only to layer3 vs full untapped model: {speed:.2f}x faster  (target >= 2x: {'met' if speed >= 2 else 'MISSED'}); in CPU time {speed_cpu:.2f}x"
+        f"backbone-only to layer3 vs full untapped model: {speed:.2f}x faster  (target >= 2x: "
+        f"{'met' if speed >= 2 else 'MISSED'}); in CPU time {speed_cpu:.2f}x"
     )
 
     # Host memory of the taps: B x C x S floats per layer, whatever the image size.
@@ -229,11 +236,13 @@ def main() -> None:
         )
         sizes[size] = host
         print(
-            f"host bytes of the 33 taps at {size} x {size}: {host:,} (B x C x S = {args.batch} x {sum(t.shape[1] for t in out.taps.values())} x {len(STATS)} float32); the full maps would be {maps:,}"
+            f"host bytes of the 33 taps at {size} x {size}: {host:,} (B x C x S = {args.batch} x "
+            f"{sum(t.shape[1] for t in out.taps.values())} x {len(STATS)} float32); the full maps would be {maps:,}"
         )
     small, large = sizes[args.small_size], sizes[args.size]
     print(
-        f"host bytes ratio {args.size} px / {args.small_size} px: {large / small:.2f} (pixel ratio {(args.size / args.small_size) ** 2:.1f})"
+        f"host bytes ratio {args.size} px / {args.small_size} px: {large / small:.2f} (pixel ratio "
+        f"{(args.size / args.small_size) ** 2:.1f})"
     )
     for tapper in (tap_full, tap_nomask, tap_layer3, tap_body):
         tapper.close()
@@ -281,7 +290,8 @@ def _median_micro(model, image_list, layers, repeats: int) -> None:
                 )
     values = sum(rows.numel() for rows in maps)
     print(
-        f"exact median of the {len(maps)} maps ({values / 1e6:.1f} M values, {torch.get_num_threads()} threads, CPU time, best of {repeats}): "
+        f"exact median of the {len(maps)} maps ({values / 1e6:.1f} M values, {torch.get_num_threads()} threads, CPU "
+        f"time, best of {repeats}): "
         f"sort per row {best['sort'] * 1000:.0f} ms, bracketed selection {best['bracketed'] * 1000:.0f} ms: "
         f"{best['sort'] / best['bracketed']:.2f}x faster, identical values: True"
     )

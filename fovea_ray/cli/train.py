@@ -152,13 +152,17 @@ def train(
 ) -> None:
     """Train Mask R-CNN on foveated COCO with Ray Train (TorchTrainer, DDP; one GPU per worker where there are GPUs).
 
-    Every training image is foveated on the device inside the training step by the analysis' own Foveator, at the policy's fixation (--fixation none trains the unfoveated control).
+    Every training image is foveated on the device inside the training step by the analysis' own
+    Foveator, at the policy's fixation (--fixation none trains the unfoveated control).
 
-    Annotations and images may be local paths or fsspec URLs (s3://...); --out is a folder (on a cluster, one every node mounts).
+    Annotations and images may be local paths or fsspec URLs (s3://...); --out is a folder (on a
+    cluster, one every node mounts).
 
-    Checkpoints (OUT/ray_train/checkpoint_<step>/model.pt + meta.json) load directly with `fovea-ray extract --weights OUT`.
+    Checkpoints (OUT/ray_train/checkpoint_<step>/model.pt + meta.json) load directly with `fovea-ray
+    extract --weights OUT`.
 
-    Progress goes to the terminal and to OUT/metrics.jsonl: step, loss and its parts, lr, images/s, the foveation share of the step, and COCO box/mask AP at evaluations.
+    Progress goes to the terminal and to OUT/metrics.jsonl: step, loss and its parts, lr, images/s,
+    the foveation share of the step, and COCO box/mask AP at evaluations.
 
     Killing the run and rerunning the same command resumes from the last checkpoint; the step count continues.
     """
@@ -215,13 +219,15 @@ def train(
     if records:
         first, last = records[0], records[-1]
         typer.echo(
-            f"loss: step {first['step']} {first['loss']:.4f} -> step {last['step']} {last['loss']:.4f} ({last['loss'] / first['loss']:.1%} of start)"
+            f"loss: step {first['step']} {first['loss']:.4f} -> step {last['step']} {last['loss']:.4f} "
+            f"({last['loss'] / first['loss']:.1%} of start)"
         )
     evals = [r for r in read_metrics(result.out) if "bbox_AP" in r]
     if evals:
         e = evals[-1]
         typer.echo(
-            f"validation (step {e['step']}): bbox AP {e.get('bbox_AP')}, segm AP {e.get('segm_AP')} on {e.get('val_images')} images"
+            f"validation (step {e['step']}): bbox AP {e.get('bbox_AP')}, segm AP {e.get('segm_AP')} on "
+            f"{e.get('val_images')} images"
         )
     typer.echo(f"checkpoint (step {result.step}): {result.checkpoint}")
     typer.echo(f"load it with: fovea-ray extract MANIFEST --weights {result.out} --arch {cfg.arch}")

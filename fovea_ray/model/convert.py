@@ -204,7 +204,8 @@ def detect_source(state_dict: Mapping[str, Any]) -> str:
             "this state dict already has torchvision names; load it directly with build_model(weights=PATH)"
         )
     raise InputError(
-        "cannot tell the checkpoint's framework from its keys (expected maskrcnn-benchmark 'backbone.body.stem.*' or detectron2 'backbone.bottom_up.*')"
+        "cannot tell the checkpoint's framework from its keys (expected maskrcnn-benchmark 'backbone.body.stem.*' or "
+        "detectron2 'backbone.bottom_up.*')"
     )
 
 
@@ -332,7 +333,8 @@ def convert_state_dict(
             hint = " (group norm and deformable convolutions have no torchvision equivalent)"
         shown = ", ".join(unknown[:6]) + (f" (+{len(unknown) - 6} more)" if len(unknown) > 6 else "")
         raise InputError(
-            f"{source} checkpoint has keys the converter does not know: {shown}{hint}; refusing rather than dropping them"
+            f"{source} checkpoint has keys the converter does not know: {shown}{hint}; refusing rather than dropping "
+            "them"
         )
 
     # Class layout -> torchvision's (background first, class-specific boxes and masks).
@@ -352,12 +354,14 @@ def convert_state_dict(
                 if tensor.shape[0] != (num_with_bg - 1) * rows:
                     kind = "box regression" if rows == 4 else "masks"
                     raise InputError(
-                        f"detectron2 checkpoint has class-agnostic {kind} ({key}: {tensor.shape[0]} rows); torchvision needs class-specific heads"
+                        f"detectron2 checkpoint has class-agnostic {kind} ({key}: {tensor.shape[0]} rows); "
+                        "torchvision needs class-specific heads"
                     )
                 tensor = torch.cat([torch.zeros_like(tensor[:rows]), tensor])  # add a background row
         elif tensor.shape[0] != num_with_bg * rows:
             raise InputError(
-                f"maskrcnn-benchmark head {key} has {tensor.shape[0]} rows, expected {num_with_bg * rows} (class-agnostic heads are not supported)"
+                f"maskrcnn-benchmark head {key} has {tensor.shape[0]} rows, expected {num_with_bg * rows} "
+                "(class-agnostic heads are not supported)"
             )
         converted[key] = tensor
     expand = (num_with_bg == 81) if coco_ids is None else bool(coco_ids)
@@ -380,7 +384,8 @@ def convert_state_dict(
     arch = {(3, 4, 23, 3): "resnet101", (3, 4, 6, 3): "resnet50"}.get(tuple(depths))
     if arch is None:
         raise InputError(
-            f"{source} checkpoint has a ResNet with stage depths {depths}; only ResNet-50 (3, 4, 6, 3) and ResNet-101 (3, 4, 23, 3) are supported"
+            f"{source} checkpoint has a ResNet with stage depths {depths}; only ResNet-50 (3, 4, 6, 3) and ResNet-101 "
+            "(3, 4, 23, 3) are supported"
         )
     conventions = {
         "source": source,
