@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
-from test_extract import PPD, _cli, make_manifest
+from _helpers import run_cli as _cli
+from test_extract import PPD, make_manifest
 
 from fovea_ray.store import open_store
 

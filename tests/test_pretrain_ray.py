@@ -17,8 +17,8 @@ import sys
 import time
 
 import pytest
-
-from tests.test_train_ray import _cli_in_process, _logged_steps
+from _helpers import run_cli as _cli_in_process
+from test_train_ray import _logged_steps
 
 STEPS = 16
 
