@@ -13,6 +13,9 @@ Public API:
   design at once (torch, CPU or CUDA), used by the full permutation test.
 * :func:`full_permutation_null`, :func:`half_permutation_null`.
 * Score tests: :func:`friedman_score_tests`, :func:`score_normality`, :func:`odds_ratio_test`.
+* Networks side by side: :func:`paired_accuracy_test` (McNemar's exact test and Newcombe's
+  paired interval on one held-out split), :func:`compare_layers` (Holm across layers),
+  :func:`holm`, :func:`merge_layer` (where resolutions merge).
 * :func:`mmd_test` (Gretton et al.), :func:`channel_selectivity`, :func:`benjamini_hochberg`.
 * :func:`run_battery` (one layer), :func:`run_store_tests` (a store: the layer sweep), and
   the ``results.json`` schema in :mod:`fovea_ray.stats.results`.
@@ -26,6 +29,12 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
+    "LayerComparison": "compare",
+    "PairedAccuracyResult": "compare",
+    "compare_layers": "compare",
+    "holm": "compare",
+    "merge_layer": "compare",
+    "paired_accuracy_test": "compare",
     "C2STFit": "c2st",
     "C2STResult": "c2st",
     "c2st_split": "c2st",
