@@ -17,12 +17,18 @@ __all__ = ["Execution", "RayExecutor", "connect", "fan_out", "probe"]
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
     """Make sure this process is connected to Ray.
 
-    Args:
-        address: a cluster address (``ray://host:10001``, ``host:6379`` or ``auto``).
-            ``None`` uses ``RAY_ADDRESS`` when set, else starts a local Ray.
-        num_cpus: CPUs for a local Ray (ignored when connecting to a cluster).
-        quiet: keep Ray's start-up logging down.
+    Parameters
+    ----------
+    address : str or None, optional
+        a cluster address (``ray://host:10001``, ``host:6379`` or ``auto``).
+        ``None`` uses ``RAY_ADDRESS`` when set, else starts a local Ray.
+    num_cpus : int or None, optional
+        CPUs for a local Ray (ignored when connecting to a cluster).
+    quiet : bool, optional
+        keep Ray's start-up logging down.
 
+    Notes
+    -----
     Reuses an existing connection (a test fixture, a Ray Job driver) untouched.
     """
     import ray

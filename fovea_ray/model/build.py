@@ -240,21 +240,32 @@ def build_model(
     ``@WEIGHTS`` is used when ``weights`` is None. ``arch="resnet50"`` keeps meaning
     ``model="maskrcnn_resnet50_fpn"``.
 
-    Args:
-        arch: ``"resnet101"`` (the study's backbone, the default) or ``"resnet50"``.
-        weights: ``None`` / ``"none"``: random weights drawn from ``seed`` (torchvision's
-            initialisation; the global RNG is left untouched). A path: a checkpoint file or a
-            training output directory (its newest ``model.pt``), loaded safely and strictly,
-            including checkpoints made by :func:`fovea_ray.model.convert.convert_checkpoint`.
-            ``"torchvision"``: the public COCO weights (resnet50 only), downloaded at run time.
-        canvas: (height, width) of the model input; the model never rescales it.
-        model: a model spec (see above); give ``arch`` or ``model``, not both.
-        num_classes: classifier outputs including background (91 = COCO category ids) for
-            Mask R-CNN; for a classifier, its own default (or the pretrain folder's) unless set.
-        seed: seed of the random initialisation (same seed, same weights and checksum).
-        device: where the model lives.
-        trainable_layers: backbone stages left trainable (0-5) for fine-tuning.
+    Parameters
+    ----------
+    arch : str or None, optional
+        ``"resnet101"`` (the study's backbone, the default) or ``"resnet50"``.
+    weights : str, PathLike or None, optional
+        ``None`` / ``"none"``: random weights drawn from ``seed`` (torchvision's
+        initialisation; the global RNG is left untouched). A path: a checkpoint file or a
+        training output directory (its newest ``model.pt``), loaded safely and strictly,
+        including checkpoints made by :func:`fovea_ray.model.convert.convert_checkpoint`.
+        ``"torchvision"``: the public COCO weights (resnet50 only), downloaded at run time.
+    canvas : tuple of int or int, optional
+        (height, width) of the model input; the model never rescales it.
+    model : str, ModelRef or None, optional
+        a model spec (see above); give ``arch`` or ``model``, not both.
+    num_classes : int or None, optional
+        classifier outputs including background (91 = COCO category ids) for
+        Mask R-CNN; for a classifier, its own default (or the pretrain folder's) unless set.
+    seed : int, optional
+        seed of the random initialisation (same seed, same weights and checksum).
+    device : str or torch.device, optional
+        where the model lives.
+    trainable_layers : int, optional
+        backbone stages left trainable (0-5) for fine-tuning.
 
+    Notes
+    -----
     The returned model carries ``model.fovea_ray_info``: arch, weights source, canvas,
     conventions and the sha256 ``checksum`` of its weights (:func:`weights_checksum`).
     """

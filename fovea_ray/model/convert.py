@@ -284,19 +284,29 @@ def convert_state_dict(
 ) -> tuple[OrderedDict[str, torch.Tensor], dict[str, Any], dict[str, torch.Tensor]]:
     """Rename and reshape a source state dict for torchvision's MaskRCNN.
 
-    Args:
-        state_dict: maskrcnn-benchmark or detectron2 weights (``module.`` prefixes allowed).
-        source: one of :data:`SOURCES`; None detects it from the keys.
-        stride_in_1x1: the source ResNet strides its 1x1 convolutions (MSRA models: True;
-            models initialised from torchvision ResNets: False). Weights cannot reveal it.
-        input_format: ``"BGR255"`` (both frameworks' default), ``"RGB255"`` or ``"RGB1"``.
-        pixel_mean, pixel_std: in the source's channel order and scale; default to the
-            framework's defaults (detectron2's ``pixel_mean``/``pixel_std`` buffers win).
-        frozen_bn_eps: default 0 for maskrcnn-benchmark, 1e-5 for detectron2.
-        coco_ids: expand 80-class COCO heads to torchvision's 91 category ids (default:
-            when the heads have exactly 80 classes).
+    Parameters
+    ----------
+    state_dict : Mapping
+        maskrcnn-benchmark or detectron2 weights (``module.`` prefixes allowed).
+    source : str or None, optional
+        one of :data:`SOURCES`; None detects it from the keys.
+    stride_in_1x1 : bool, optional
+        the source ResNet strides its 1x1 convolutions (MSRA models: True;
+        models initialised from torchvision ResNets: False). Weights cannot reveal it.
+    input_format : str or None, optional
+        ``"BGR255"`` (both frameworks' default), ``"RGB255"`` or ``"RGB1"``.
+    pixel_mean, pixel_std : sequence of float or None, optional
+        in the source's channel order and scale; default to the
+        framework's defaults (detectron2's ``pixel_mean``/``pixel_std`` buffers win).
+    frozen_bn_eps : float or None, optional
+        default 0 for maskrcnn-benchmark, 1e-5 for detectron2.
+    coco_ids : bool or None, optional
+        expand 80-class COCO heads to torchvision's 91 category ids (default:
+        when the heads have exactly 80 classes).
 
-    Returns:
+    Returns
+    -------
+    tuple of (OrderedDict, dict, dict)
         (torchvision state dict, conventions for :func:`~fovea_ray.model.build.apply_conventions`,
         source-only extras needed by :func:`to_source_state_dict`).
     """

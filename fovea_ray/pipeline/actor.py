@@ -111,12 +111,16 @@ class ChunkResult:
 class ChunkExtractor:
     """Decode, foveate, render, forward with taps and reduce, one chunk at a time.
 
-    Args:
-        spec: the network, taps and device (:class:`ModelSpec`).
+    Parameters
+    ----------
+    spec : ModelSpec
+        the network, taps and device (:class:`ModelSpec`).
 
-    Raises:
-        FoveaRayError: the rebuilt network's weights differ from ``spec.weights_checksum``
-            (the store was made with other weights: mixing them would corrupt it).
+    Raises
+    ------
+    FoveaRayError
+        the rebuilt network's weights differ from ``spec.weights_checksum``
+        (the store was made with other weights: mixing them would corrupt it).
     """
 
     def __init__(self, spec: ModelSpec) -> None:

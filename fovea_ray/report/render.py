@@ -351,12 +351,17 @@ def render_report(
 ) -> Path:
     """Write ``OUT/figures/*.png`` and ``OUT/report.html`` from a results document; return the HTML path.
 
-    Args:
-        results: a ``results.json`` path or the loaded document.
-        out: output folder (default: the results file's folder).
-        notice: a banner shown at the top (the demo says it is not a finding).
-        pairs_png: example type-1/type-0 input pairs (default: ``OUT/figures/input_pairs.png``
-            when present).
+    Parameters
+    ----------
+    results : str, Path or dict
+        a ``results.json`` path or the loaded document.
+    out : str, Path or None, optional
+        output folder (default: the results file's folder).
+    notice : str, optional
+        a banner shown at the top (the demo says it is not a finding).
+    pairs_png : str, Path or None, optional
+        example type-1/type-0 input pairs (default: ``OUT/figures/input_pairs.png``
+        when present).
     """
     from fovea_ray.stats.results import read_results
 

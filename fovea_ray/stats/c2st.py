@@ -5,10 +5,11 @@ foveal/sharp) are compared by how well a classifier tells them apart on held-out
 Under H0: P0 = P1 no classifier beats chance, so the balanced error ``E = (e0 + e1) / 2``
 is 1/2; a significantly lower error rejects H0.
 
-References:
-    Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2021). Classification accuracy as a
-    proxy for two-sample testing. Annals of Statistics 49(1), 411-434 (arXiv:1602.02210).
-    Lopez-Paz, D. & Oquab, M. (2017). Revisiting classifier two-sample tests. ICLR.
+References
+----------
+.. [1] Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2021). Classification accuracy as a
+   proxy for two-sample testing. Annals of Statistics 49(1), 411-434 (arXiv:1602.02210).
+.. [2] Lopez-Paz, D. & Oquab, M. (2017). Revisiting classifier two-sample tests. ICLR.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ order (0, 1)::
 The study report's matrix ``CNF`` is oriented differently (``[[TP, FP], [FN, TN]]``,
 columns = true class 1 then 0); :func:`confusion_from_paper` converts it.
 
-References:
-    Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2016/2021). Classification accuracy as
-    a proxy for two-sample testing. arXiv:1602.02210; Annals of Statistics 49(1), 411-434.
-    Phipson, B. & Smyth, G. K. (2010). Permutation p-values should never be zero.
-    Statistical Applications in Genetics and Molecular Biology 9(1).
+References
+----------
+.. [1] Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2016/2021). Classification accuracy as
+   a proxy for two-sample testing. arXiv:1602.02210; Annals of Statistics 49(1), 411-434.
+.. [2] Phipson, B. & Smyth, G. K. (2010). Permutation p-values should never be zero.
+   Statistical Applications in Genetics and Molecular Biology 9(1).
 """
 
 from __future__ import annotations
@@ -89,10 +90,14 @@ def kim_asymptotic_test(confusion) -> tuple[float, float]:
     ``+inf`` (p = 1) when ``E > 1/2``, and ``T = 0`` (p = 1/2) when ``E = 1/2`` (e.g. a
     classifier that predicts one class for everything carries no evidence).
 
-    Args:
-        confusion: 2 x 2 counts, ``confusion[true, predicted]``.
+    Parameters
+    ----------
+    confusion : array_like
+        2 x 2 counts, ``confusion[true, predicted]``.
 
-    Returns:
+    Returns
+    -------
+    tuple of float
         ``(T, p)``.
     """
     e0, e1, te0, te1 = class_errors(confusion)
@@ -172,7 +177,9 @@ def kim_order_statistic_rule(observed: float, null, alpha: float) -> tuple[bool,
     alpha_P`` (the observed one included). Ties with the threshold do not reject, which
     keeps the test at level alpha when accuracies are discrete.
 
-    Returns:
+    Returns
+    -------
+    tuple of (bool, int, float)
         ``(reject, k, alpha^(k))``. With too few permutations (``k > P + 1`` cannot happen,
         but ``k = P + 1`` means the observed accuracy would have to exceed itself) the test
         never rejects; choose ``P >= (1 - alpha) / alpha``.

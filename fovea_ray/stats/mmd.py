@@ -90,18 +90,31 @@ def mmd_test(
 ) -> TestOutcome:
     """MMD two-sample test with a Gaussian kernel and a permutation p-value.
 
-    Args:
-        X: ``(n, d)``; y: ``(n,)`` labels in {0, 1}.
-        n_permutations: P for ``(1 + #{null >= observed}) / (P + 1)``.
-        seed: seeds the permutations (and the bandwidth subsample).
-        bandwidth: kernel width ``sigma``; None: the median heuristic.
-        unbiased: the U-statistic ``MMD_u^2`` (default) or the biased V-statistic.
-        standardize: z-score columns first (label-free): otherwise the widest-ranging
-            features alone set the distances.
-        device, dtype: where and in what precision the kernel lives (n^2 entries).
-        batch_size: permutations per GEMM.
+    Parameters
+    ----------
+    X : array_like
+        ``(n, d)``.
+    y : array_like
+        ``(n,)`` labels in {0, 1}.
+    n_permutations : int, optional
+        P for ``(1 + #{null >= observed}) / (P + 1)``.
+    seed : int, optional
+        seeds the permutations (and the bandwidth subsample).
+    bandwidth : float or None, optional
+        kernel width ``sigma``; None: the median heuristic.
+    unbiased : bool, optional
+        the U-statistic ``MMD_u^2`` (default) or the biased V-statistic.
+    standardize : bool, optional
+        z-score columns first (label-free): otherwise the widest-ranging
+        features alone set the distances.
+    device, dtype : str and torch.dtype, optional
+        where and in what precision the kernel lives (n^2 entries).
+    batch_size : int, optional
+        permutations per GEMM.
 
-    Returns:
+    Returns
+    -------
+    TestOutcome
         :class:`TestOutcome` with ``statistic = MMD^2`` and ``details`` ``bandwidth``,
         ``n_permutations``, ``null_mean``, ``null_sd``.
     """

@@ -36,12 +36,13 @@ the prepared design of the batched solver). With the default logistic classifier
 group is one call of :func:`fovea_ray.stats.solver.fit_logistic_batched`; other
 classifiers are cloned and refitted one labelling at a time.
 
-References:
-    Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2021). Classification accuracy as a
-    proxy for two-sample testing. Annals of Statistics 49(1), 411-434.
-    Ojala, M. & Garriga, G. C. (2010). Permutation tests for studying classifier
-    performance. JMLR 11, 1833-1863.
-    Hemerik, J. & Goeman, J. (2018). Exact testing with random permutations. TEST 27, 811-825.
+References
+----------
+.. [1] Kim, I., Ramdas, A., Singh, A. & Wasserman, L. (2021). Classification accuracy as a
+   proxy for two-sample testing. Annals of Statistics 49(1), 411-434.
+.. [2] Ojala, M. & Garriga, G. C. (2010). Permutation tests for studying classifier
+   performance. JMLR 11, 1833-1863.
+.. [3] Hemerik, J. & Goeman, J. (2018). Exact testing with random permutations. TEST 27, 811-825.
 """
 
 from __future__ import annotations
@@ -127,17 +128,27 @@ def group_labels(
 class FullPermutationNull:
     """Result of :func:`full_permutation_null`.
 
-    Attributes:
-        observed_accuracy: held-out accuracy on the true labels and split, by the same
-            fitting procedure as the null (for the batched solver this is the optimum's
-            accuracy, which can differ from a non-converged scikit-learn fit).
-        null_accuracies: ``(P,)`` in group order (P as used: ``K * m - 1``).
-        n_permutations: P as used (``>=`` the P asked for).
-        n_groups, group_size: ``K`` and ``m``.
-        backend: ``"ray"`` or ``"local"``; solver: ``"batched-lbfgs"`` or the classifier's name.
-        converged_fraction: share of fits that met the solver's stopping rule (NaN for
-            other classifiers).
-        wall_s: seconds.
+    Attributes
+    ----------
+    observed_accuracy : float
+        held-out accuracy on the true labels and split, by the same
+        fitting procedure as the null (for the batched solver this is the optimum's
+        accuracy, which can differ from a non-converged scikit-learn fit).
+    null_accuracies : ndarray
+        ``(P,)`` in group order (P as used: ``K * m - 1``).
+    n_permutations : int
+        P as used (``>=`` the P asked for).
+    n_groups, group_size : int
+        ``K`` and ``m``.
+    backend : str
+        ``"ray"`` or ``"local"``.
+    solver : str
+        ``"batched-lbfgs"`` or the classifier's name.
+    converged_fraction : float
+        share of fits that met the solver's stopping rule (NaN for
+        other classifiers).
+    wall_s : float
+        seconds.
     """
 
     observed_accuracy: float
@@ -328,11 +339,20 @@ def full_permutation_many(
     :func:`full_permutation_null` would draw with ``seed = seeds[g]``, and each group
     index is one batched solve over all data sets.
 
-    Args:
-        Xs: ``(G, n, d)``; ys: ``(G, n)``; train_masks: ``(G, n)`` the observed splits.
-        seeds: ``G`` master seeds.
+    Parameters
+    ----------
+    Xs : array_like
+        ``(G, n, d)``.
+    ys : array_like
+        ``(G, n)``.
+    train_masks : array_like
+        ``(G, n)`` the observed splits.
+    seeds : sequence of int
+        ``G`` master seeds.
 
-    Returns:
+    Returns
+    -------
+    tuple of ndarray
         ``(observed (G,), null (G, P used))`` held-out accuracies.
     """
     from fovea_ray.stats.solver import fit_logistic_batched, prepare_design

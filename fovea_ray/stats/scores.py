@@ -21,13 +21,14 @@
   p-value permutes the held-out labels with ``l`` fixed (exact under H0, the same scheme as
   the half-permutation test), and a Welch z approximation is reported beside it.
 
-References:
-    Friedman, J. (2003). On multivariate goodness-of-fit and two-sample testing. SLAC-PUB-10325.
-    D'Agostino, R. B. (1971). An omnibus test of normality for moderate and large sample
-    size. Biometrika 58, 341-348; D'Agostino, R. & Pearson, E. S. (1973). Tests for
-    departure from normality. Biometrika 60, 613-622.
-    Cai, H., Goggin, B. & Jiang, Q. (2020). Two-sample test based on classification
-    probability. Statistical Analysis and Data Mining 13(1), 5-13 (arXiv:1909.07836).
+References
+----------
+.. [1] Friedman, J. (2003). On multivariate goodness-of-fit and two-sample testing. SLAC-PUB-10325.
+.. [2] D'Agostino, R. B. (1971). An omnibus test of normality for moderate and large sample
+   size. Biometrika 58, 341-348; D'Agostino, R. & Pearson, E. S. (1973). Tests for
+   departure from normality. Biometrika 60, 613-622.
+.. [3] Cai, H., Goggin, B. & Jiang, Q. (2020). Two-sample test based on classification
+   probability. Statistical Analysis and Data Mining 13(1), 5-13 (arXiv:1909.07836).
 """
 
 from __future__ import annotations
@@ -128,14 +129,21 @@ def odds_ratio_test(
 ) -> TestOutcome:
     """Cai, Goggin & Jiang's classification-probability test (see the module docstring).
 
-    Args:
-        log_odds: held-out ``logit P(1|x)`` of a classifier fitted on the training part
-            (a logistic regression's ``decision_function``).
-        y: held-out labels.
-        n_train: ``(n0, n1)`` training counts (for the prior-odds constant).
-        n_permutations: permutations of the held-out labels for the p-value.
+    Parameters
+    ----------
+    log_odds : array_like
+        held-out ``logit P(1|x)`` of a classifier fitted on the training part
+        (a logistic regression's ``decision_function``).
+    y : array_like
+        held-out labels.
+    n_train : tuple of int
+        ``(n0, n1)`` training counts (for the prior-odds constant).
+    n_permutations : int, optional
+        permutations of the held-out labels for the p-value.
 
-    Returns:
+    Returns
+    -------
+    TestOutcome
         A :class:`TestOutcome`: ``statistic = Lambda``; ``details``: the Welch ``z`` and its
         p-value, ``P``, the two groups' mean log-likelihood ratios.
     """

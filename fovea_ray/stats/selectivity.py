@@ -7,11 +7,12 @@ type-1 value exceeds a type-0 value, ties counted 1/2; > 0.5: the channel prefer
 q-values across the channels of each statistic. The study asked whether any kernel
 prefers low resolution: ``n_prefer_type0`` answers it.
 
-References:
-    Mann, H. B. & Whitney, D. R. (1947). On a test of whether one of two random variables
-    is stochastically larger than the other. Ann. Math. Statist. 18, 50-60.
-    Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. JRSS B 57,
-    289-300.
+References
+----------
+.. [1] Mann, H. B. & Whitney, D. R. (1947). On a test of whether one of two random variables
+   is stochastically larger than the other. Ann. Math. Statist. 18, 50-60.
+.. [2] Benjamini, Y. & Hochberg, Y. (1995). Controlling the false discovery rate. JRSS B 57,
+   289-300.
 """
 
 from __future__ import annotations
@@ -59,15 +60,25 @@ def benjamini_hochberg(pvalues, axis: int = -1) -> np.ndarray:
 class ChannelSelectivity:
     """Result of :func:`channel_selectivity`; arrays are ``(C, S)`` (channel, statistic).
 
-    Attributes:
-        stat_names: the S statistic names.
-        u: Mann-Whitney U of type 1 against type 0.
-        auc: ``u / (n1 n0)``.
-        p: two-sided p-values; q: BH q-values within each statistic's column.
-        fdr: the FDR level of the counts.
-        counts: per statistic: ``n_channels``, ``n_selective`` (q <= fdr),
-            ``n_prefer_type1`` (selective, AUC > 0.5), ``n_prefer_type0`` (selective, AUC < 0.5).
-        n1, n0: group sizes.
+    Attributes
+    ----------
+    stat_names : tuple of str
+        the S statistic names.
+    u : ndarray
+        Mann-Whitney U of type 1 against type 0.
+    auc : ndarray
+        ``u / (n1 n0)``.
+    p : ndarray
+        two-sided p-values.
+    q : ndarray
+        BH q-values within each statistic's column.
+    fdr : float
+        the FDR level of the counts.
+    counts : dict
+        per statistic: ``n_channels``, ``n_selective`` (q <= fdr),
+        ``n_prefer_type1`` (selective, AUC > 0.5), ``n_prefer_type0`` (selective, AUC < 0.5).
+    n1, n0 : int
+        group sizes.
     """
 
     stat_names: tuple[str, ...]
@@ -89,11 +100,16 @@ class ChannelSelectivity:
 def channel_selectivity(values, y, *, stat_names=None, fdr: float = 0.05) -> ChannelSelectivity:
     """Per-channel two-sided Mann-Whitney U, AUC and BH FDR (see the module docstring).
 
-    Args:
-        values: ``(N, C, S)`` (or ``(N, C)``) per-sample channel statistics.
-        y: ``(N,)`` labels in {0, 1}.
-        stat_names: names of the S statistics (default ``stat0, stat1, ...``).
-        fdr: FDR level for the counts.
+    Parameters
+    ----------
+    values : array_like
+        ``(N, C, S)`` (or ``(N, C)``) per-sample channel statistics.
+    y : array_like
+        ``(N,)`` labels in {0, 1}.
+    stat_names : sequence of str, optional
+        names of the S statistics (default ``stat0, stat1, ...``).
+    fdr : float, optional
+        FDR level for the counts.
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim == 2:

@@ -20,12 +20,17 @@ def activation_like(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(X (n, 2 * channels), y (n,))`` with ``n // 2`` samples of each type.
 
-    Args:
-        n, channels: samples and channels (d = 2 * channels: mean and max).
-        seed: numpy seed.
-        shift: type-1 samples get their max statistic multiplied by ``1 + shift`` in the
-            first ``shifted_channels`` channels (0: both types from one distribution).
-        scale: overall scale of the values (the regularisation's relative strength).
+    Parameters
+    ----------
+    n, channels : int
+        samples and channels (d = 2 * channels: mean and max).
+    seed : int, optional
+        numpy seed.
+    shift : float, optional
+        type-1 samples get their max statistic multiplied by ``1 + shift`` in the
+        first ``shifted_channels`` channels (0: both types from one distribution).
+    scale : float, optional
+        overall scale of the values (the regularisation's relative strength).
     """
     rng = np.random.default_rng(seed)
     y = np.repeat(np.array([0, 1], dtype=np.int8), [n - n // 2, n // 2])

@@ -40,11 +40,12 @@ The algorithm (why it is fast):
 Several independent designs can be fitted at once by giving ``X`` a leading group axis
 ``(G, n, d)`` (batched GEMMs), e.g. many small simulated data sets.
 
-References:
-    Nocedal, J. (1980). Updating quasi-Newton matrices with limited storage.
-    Mathematics of Computation 35, 773-782.
-    Liu, D. C. & Nocedal, J. (1989). On the limited memory BFGS method for large scale
-    optimization. Mathematical Programming 45, 503-528.
+References
+----------
+.. [1] Nocedal, J. (1980). Updating quasi-Newton matrices with limited storage.
+   Mathematics of Computation 35, 773-782.
+.. [2] Liu, D. C. & Nocedal, J. (1989). On the limited memory BFGS method for large scale
+   optimization. Mathematical Programming 45, 503-528.
 """
 
 from __future__ import annotations
@@ -87,15 +88,23 @@ def _as_device(device: str | torch.device | None) -> torch.device:
 class LogisticDesign:
     """A design matrix prepared once for many fits (see :func:`prepare_design`).
 
-    Attributes:
-        F64: ``(G, n, d + 1)`` float64: centred features in the eigenbasis, then a column
-            of ones (the intercept coordinate).
-        scale: ``(G, d + 1)`` float64 eigenvalues of ``Xc^T Xc`` (``n`` for the intercept):
-            the per-coordinate curvature scale used by the preconditioner.
-        V: ``(G, d, d)`` float64 eigenvectors: ``w = V u[:d]``.
-        mu: ``(G, d)`` float64 column means: ``b = u[d] - mu . w``.
-        C: inverse regularisation strength (scikit-learn's ``C``).
+    Attributes
+    ----------
+    F64 : Tensor
+        ``(G, n, d + 1)`` float64: centred features in the eigenbasis, then a column
+        of ones (the intercept coordinate).
+    scale : Tensor
+        ``(G, d + 1)`` float64 eigenvalues of ``Xc^T Xc`` (``n`` for the intercept):
+        the per-coordinate curvature scale used by the preconditioner.
+    V : Tensor
+        ``(G, d, d)`` float64 eigenvectors: ``w = V u[:d]``.
+    mu : Tensor
+        ``(G, d)`` float64 column means: ``b = u[d] - mu . w``.
+    C : float
+        inverse regularisation strength (scikit-learn's ``C``).
 
+    Notes
+    -----
     Everything lives on the CPU (so the design pickles into Ray's object store);
     :func:`fit_logistic_batched` moves what it needs to its ``device``.
     """
@@ -126,14 +135,20 @@ class LogisticDesign:
 def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> LogisticDesign:
     """Centre ``X`` and rotate it into the eigenbasis of ``Xc^T Xc`` (once per design).
 
-    Args:
-        X: ``(n, d)`` or ``(G, n, d)`` array or tensor (any float dtype; computed in float64).
-        C: scikit-learn's ``C`` (the loss weight; the penalty is ``0.5 ||w||^2``).
-        curvature_rows: the number of rows a typical fit trains on, when fits use a row
-            ``mask`` (the eigenvalues are rescaled by ``curvature_rows / n``); only the
-            preconditioner's starting point depends on it.
+    Parameters
+    ----------
+    X : array_like or Tensor
+        ``(n, d)`` or ``(G, n, d)`` array or tensor (any float dtype; computed in float64).
+    C : float, optional
+        scikit-learn's ``C`` (the loss weight; the penalty is ``0.5 ||w||^2``).
+    curvature_rows : int or None, optional
+        the number of rows a typical fit trains on, when fits use a row
+        ``mask`` (the eigenvalues are rescaled by ``curvature_rows / n``); only the
+        preconditioner's starting point depends on it.
 
-    Returns:
+    Returns
+    -------
+    LogisticDesign
         A :class:`LogisticDesign` (it pickles, so it can go into Ray's object store once).
     """
     if not C > 0 or not math.isfinite(C):
@@ -164,16 +179,24 @@ def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> L
 class BatchedLogisticFit:
     """The result of :func:`fit_logistic_batched` (numpy, float64).
 
-    Attributes:
-        coef: ``(G, d, B)`` coefficients ``w`` in the original feature space.
-        intercept: ``(G, B)`` intercepts ``b``.
-        decision: ``(G, n, B)`` decision values ``x_i . w + b`` for every row (train and
-            held-out), computed in float64 from the final coefficients.
-        objective: ``(G, B)`` ``0.5 ||w||^2 + C * sum(mask * logloss)``.
-        grad_norm: ``(G, B)`` final gradient norm of ``objective / C`` (rotated coordinates).
-        converged: ``(G, B)`` whether ``grad_norm <= tol * initial grad_norm`` (or, with
-            ``stable_signs``, the held-out predictions were certified stable).
-        n_iter: iterations run (float32 + float64 phases).
+    Attributes
+    ----------
+    coef : ndarray
+        ``(G, d, B)`` coefficients ``w`` in the original feature space.
+    intercept : ndarray
+        ``(G, B)`` intercepts ``b``.
+    decision : ndarray
+        ``(G, n, B)`` decision values ``x_i . w + b`` for every row (train and
+        held-out), computed in float64 from the final coefficients.
+    objective : ndarray
+        ``(G, B)`` ``0.5 ||w||^2 + C * sum(mask * logloss)``.
+    grad_norm : ndarray
+        ``(G, B)`` final gradient norm of ``objective / C`` (rotated coordinates).
+    converged : ndarray
+        ``(G, B)`` whether ``grad_norm <= tol * initial grad_norm`` (or, with
+        ``stable_signs``, the held-out predictions were certified stable).
+    n_iter : int
+        iterations run (float32 + float64 phases).
     """
 
     coef: np.ndarray
@@ -219,36 +242,52 @@ def fit_logistic_batched(
 ) -> BatchedLogisticFit:
     """Fit ``B`` L2-logistic regressions, one per column of ``Y``, against one design.
 
-    Args:
-        design: from :func:`prepare_design`.
-        Y: ``(n, B)`` (or ``(G, n, B)``, or ``(n,)``) labels in {0, 1}.
-        mask: optional, same shape as ``Y``: 1 for the rows each column trains on.
-        train_rows: optional, instead of ``mask`` when every column trains on the same
-            rows: ``(n_train,)`` row indices (or ``(G, n_train)``, one set per group). The
-            iterations then touch only those rows (half the work of a 50% mask); the other
-            rows are held out and predicted.
-        device: where to fit (``"cpu"`` default, ``"cuda"``...).
-        precision: ``"mixed"`` (default: float32 GEMMs until the gradient norm has fallen
-            by ``low_tol``, then float64 to ``tol``), ``"float64"`` (float64 throughout),
-            or ``"float32"`` (float32 only, to ``max(tol, low_tol)``: fastest, stops at
-            float32's resolution).
-        tol: stop a column when its gradient norm falls below ``tol`` times its gradient
-            norm at zero.
-        low_tol: the float32 phase's target (float32 cannot resolve much less).
-        max_iter: iteration limit per phase. A column whose gradient stops shrinking
-            (rounding floor) also stops; ``converged`` then says whether it met ``tol``.
-        history: L-BFGS memory.
-        line_search_steps: safeguarded Newton steps of the exact line search.
-        threads: torch CPU threads for this call (None: one thread for small problems,
-            else torch's setting).
-        stable_signs: for classification only (permutation tests): in the float64 phase,
-            also stop a column once its gradient norm is below ``sign_tol`` (relative) and
-            every held-out row (``mask == 0``) keeps its predicted class with a margin:
-            ``|z_i| > sign_margin * |(X p)_i|``, where ``p`` is the next quasi-Newton step,
-            the solver's own estimate of the remaining way to the optimum. Needs ``mask``
-            or ``train_rows``.
+    Parameters
+    ----------
+    design : LogisticDesign
+        from :func:`prepare_design`.
+    Y : array_like
+        ``(n, B)`` (or ``(G, n, B)``, or ``(n,)``) labels in {0, 1}.
+    mask : array_like, optional
+        optional, same shape as ``Y``: 1 for the rows each column trains on.
+    train_rows : array_like, optional
+        optional, instead of ``mask`` when every column trains on the same
+        rows: ``(n_train,)`` row indices (or ``(G, n_train)``, one set per group). The
+        iterations then touch only those rows (half the work of a 50% mask); the other
+        rows are held out and predicted.
+    device : str, torch.device or None, optional
+        where to fit (``"cpu"`` default, ``"cuda"``...).
+    precision : str, optional
+        ``"mixed"`` (default: float32 GEMMs until the gradient norm has fallen
+        by ``low_tol``, then float64 to ``tol``), ``"float64"`` (float64 throughout),
+        or ``"float32"`` (float32 only, to ``max(tol, low_tol)``: fastest, stops at
+        float32's resolution).
+    tol : float, optional
+        stop a column when its gradient norm falls below ``tol`` times its gradient
+        norm at zero.
+    low_tol : float, optional
+        the float32 phase's target (float32 cannot resolve much less).
+    max_iter : int, optional
+        iteration limit per phase. A column whose gradient stops shrinking
+        (rounding floor) also stops; ``converged`` then says whether it met ``tol``.
+    history : int, optional
+        L-BFGS memory.
+    line_search_steps : int, optional
+        safeguarded Newton steps of the exact line search.
+    threads : int or None, optional
+        torch CPU threads for this call (None: one thread for small problems,
+        else torch's setting).
+    stable_signs : bool, optional
+        for classification only (permutation tests): in the float64 phase,
+        also stop a column once its gradient norm is below ``sign_tol`` (relative) and
+        every held-out row (``mask == 0``) keeps its predicted class with a margin:
+        ``|z_i| > sign_margin * |(X p)_i|``, where ``p`` is the next quasi-Newton step,
+        the solver's own estimate of the remaining way to the optimum. Needs ``mask``
+        or ``train_rows``.
 
-    Returns:
+    Returns
+    -------
+    BatchedLogisticFit
         :class:`BatchedLogisticFit`. A column's fit does not depend on the other columns
         of the batch, except through the summation order of the GEMMs.
     """

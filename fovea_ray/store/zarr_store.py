@@ -266,14 +266,21 @@ class Store:
     ) -> None:
         """Write every array's rows of chunk ``chunk_index``, then mark its samples done.
 
-        Args:
-            activations: ``{layer: (K, C, S)}`` for every layer of the store (NaN rows for
-                failed samples).
-            controls: ``(K, 3, S')`` pixel statistics.
-            anchor_score: ``(K,)`` detection score of each sample's anchor object (NaN in
-                backbone-only mode or for failed samples).
-            error: ``K`` strings, ``""`` for a good sample, else the reason it failed.
+        Parameters
+        ----------
+        activations : Mapping of str to ndarray
+            ``{layer: (K, C, S)}`` for every layer of the store (NaN rows for
+            failed samples).
+        controls : ndarray
+            ``(K, 3, S')`` pixel statistics.
+        anchor_score : ndarray
+            ``(K,)`` detection score of each sample's anchor object (NaN in
+            backbone-only mode or for failed samples).
+        error : sequence of str
+            ``K`` strings, ``""`` for a good sample, else the reason it failed.
 
+        Notes
+        -----
         K is the chunk's length (``chunk_size``, or less for the last chunk). Writes cover
         whole Zarr chunks only, and ``done`` goes last: an interrupted write leaves the
         chunk not done, and the rerun rewrites it.
@@ -368,17 +375,26 @@ def create_store(
 ) -> Store:
     """Create an empty store for ``n_samples`` samples and return it opened for writing.
 
-    Args:
-        path: the ``.zarr`` directory (or an fsspec URL) to create.
-        n_samples: N, the number of manifest rows.
-        layers: ``{layer: (channels, stat names)}`` in network depth order.
-        control_stats: names of the pixel-control statistics S'.
-        chunk_size: K, samples per chunk (the unit of work and of resume).
-        samples: the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
-            the fixation (x, y) is read from ``fixation`` (the store's name), ``fixation_xy`` (the
-            manifest file's) or, from older tables, ``fixation_x``/``fixation_y``).
-        attrs: root attributes (config, versions, weights_checksum, foveation, status).
-        overwrite: replace an existing store at ``path`` (otherwise it is an error).
+    Parameters
+    ----------
+    path : str or PathLike
+        the ``.zarr`` directory (or an fsspec URL) to create.
+    n_samples : int
+        N, the number of manifest rows.
+    layers : Mapping
+        ``{layer: (channels, stat names)}`` in network depth order.
+    control_stats : sequence of str
+        names of the pixel-control statistics S'.
+    chunk_size : int
+        K, samples per chunk (the unit of work and of resume).
+    samples : pandas.DataFrame
+        the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
+        the fixation (x, y) is read from ``fixation`` (the store's name), ``fixation_xy`` (the
+        manifest file's) or, from older tables, ``fixation_x``/``fixation_y``).
+    attrs : Mapping
+        root attributes (config, versions, weights_checksum, foveation, status).
+    overwrite : bool, optional
+        replace an existing store at ``path`` (otherwise it is an error).
     """
     zarr = _zarr()
     n = int(n_samples)

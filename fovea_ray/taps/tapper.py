@@ -54,15 +54,22 @@ class _StopForward(Exception):
 class TapOutput:
     """What one :class:`Tapper` call returns.
 
-    Attributes:
-        taps: layer name -> (B, C, S) float32 statistics, in the order of ``stats``.
-        detections: per image ``{"boxes", "labels", "scores"[, "masks"]}`` in input pixel
-            coordinates (full-model mode), else None.
-        layers: the tapped module names, in network depth order.
-        stats: the statistic names (canonical), the S axis of every tap.
-        image_sizes: (height, width) of each input image (as the network saw it).
-        confidence: a classifier's top-1 softmax probability per image (full forward of a
-            network whose output is (B, K) logits), else None.
+    Attributes
+    ----------
+    taps : dict of str to Tensor
+        layer name -> (B, C, S) float32 statistics, in the order of ``stats``.
+    detections : list of dict or None
+        per image ``{"boxes", "labels", "scores"[, "masks"]}`` in input pixel
+        coordinates (full-model mode), else None.
+    layers : list of str
+        the tapped module names, in network depth order.
+    stats : list of str
+        the statistic names (canonical), the S axis of every tap.
+    image_sizes : list of tuple of int
+        (height, width) of each input image (as the network saw it).
+    confidence : Tensor or None
+        a classifier's top-1 softmax probability per image (full forward of a
+        network whose output is (B, K) logits), else None.
     """
 
     taps: dict[str, torch.Tensor]
@@ -108,26 +115,38 @@ def _as_image_list(images: Any, device: torch.device) -> list[torch.Tensor]:
 class Tapper:
     """Hooks on ``layers`` of ``model``, registered once and reused for every batch.
 
-    Args:
-        model: a network in eval mode: a torchvision detection model with a ``transform``
-            and a ``backbone`` (e.g. ``build_model()``), or any other ``nn.Module`` (e.g.
-            ``build_model(model="vit_b_16")``), fed the canvas as ``input_spec`` says.
-        layers: module names or patterns (:func:`~fovea_ray.taps.layers.resolve_layers`).
-        stats: statistic names (:mod:`fovea_ray.taps.reductions`); S follows this order.
-        backbone_only: run only the transform and the backbone, stopping after the deepest
-            tap; every layer must then lie inside ``model.backbone``.
-        masks: in full-model mode, also run the mask branch and return masks. Off by
-            default: boxes and scores do not depend on it, and pasting masks is costly.
-        output_device: where the returned statistics and detections go (``"cpu"``);
-            None keeps them on the model's device.
-        median_backend: ``"auto"``, ``"numpy"`` (CPU only) or ``"torch"``.
-        input_spec: for a non-detection network, the resize and normalisation of its input (an
-            :class:`~fovea_ray.model.zoo.InputSpec` or its dict); default
-            ``model.fovea_ray_info["input"]``, else the images are fed as they are.
-        prefix_tokens: leading tokens of (B, N, C) maps left out of the statistics (of maps
-            with N = prefix + patch tokens); default ``model.fovea_ray_info["prefix_tokens"]``,
-            else detected (timm's ``num_prefix_tokens``, 1 for a torchvision ViT, else 0).
+    Parameters
+    ----------
+    model : nn.Module
+        a network in eval mode: a torchvision detection model with a ``transform``
+        and a ``backbone`` (e.g. ``build_model()``), or any other ``nn.Module`` (e.g.
+        ``build_model(model="vit_b_16")``), fed the canvas as ``input_spec`` says.
+    layers : str or iterable of str
+        module names or patterns (:func:`~fovea_ray.taps.layers.resolve_layers`).
+    stats : str or iterable of str, optional
+        statistic names (:mod:`fovea_ray.taps.reductions`); S follows this order.
+    backbone_only : bool, optional
+        run only the transform and the backbone, stopping after the deepest
+        tap; every layer must then lie inside ``model.backbone``.
+    masks : bool, optional
+        in full-model mode, also run the mask branch and return masks. Off by
+        default: boxes and scores do not depend on it, and pasting masks is costly.
+    output_device : str, torch.device or None, optional
+        where the returned statistics and detections go (``"cpu"``);
+        None keeps them on the model's device.
+    median_backend : str, optional
+        ``"auto"``, ``"numpy"`` (CPU only) or ``"torch"``.
+    input_spec : InputSpec, dict or None, optional
+        for a non-detection network, the resize and normalisation of its input (an
+        :class:`~fovea_ray.model.zoo.InputSpec` or its dict); default
+        ``model.fovea_ray_info["input"]``, else the images are fed as they are.
+    prefix_tokens : int or None, optional
+        leading tokens of (B, N, C) maps left out of the statistics (of maps
+        with N = prefix + patch tokens); default ``model.fovea_ray_info["prefix_tokens"]``,
+        else detected (timm's ``num_prefix_tokens``, 1 for a torchvision ViT, else 0).
 
+    Notes
+    -----
     The hooks act only during a call; running the model directly is unaffected. A module
     that runs more than once per forward pass (such as the ReLU shared by the three
     stages of a torchvision Bottleneck) is refused, so statistics of different calls are

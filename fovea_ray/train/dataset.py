@@ -173,15 +173,23 @@ def _decode(location: str | Path) -> torch.Tensor:
 class CocoInstances(torch.utils.data.Dataset):
     """COCO images with Mask R-CNN targets.
 
-    Args:
-        coco: a loaded ``pycocotools.coco.COCO`` (see :func:`load_coco`).
-        images: the image folder (``file_name`` is relative to it): a path or an fsspec
-            URL such as ``s3://bucket/coco/train2017`` (bytes are fetched per item).
-        label_map: category id -> label mapping.
-        image_ids: which images (default: all); for training, those without a usable
-            object are dropped (``train=True``).
-        train: drop crowd-only/empty images.
+    Parameters
+    ----------
+    coco : COCO
+        a loaded ``pycocotools.coco.COCO`` (see :func:`load_coco`).
+    images : str or Path
+        the image folder (``file_name`` is relative to it): a path or an fsspec
+        URL such as ``s3://bucket/coco/train2017`` (bytes are fetched per item).
+    label_map : LabelMap
+        category id -> label mapping.
+    image_ids : sequence of int or None, optional
+        which images (default: all); for training, those without a usable
+        object are dropped (``train=True``).
+    train : bool, optional
+        drop crowd-only/empty images.
 
+    Notes
+    -----
     Items are ``(image uint8 (3, H, W), target dict)``. An image that cannot be read is
     logged, recorded in :attr:`errors` (of the loading process) and replaced by the next
     readable item, so one bad file does not end a long run.

@@ -170,12 +170,18 @@ def _hflip(image: torch.Tensor, target: dict[str, torch.Tensor]) -> tuple[torch.
 class StepRunner:
     """One training step of Mask R-CNN on foveated images (no Ray involved).
 
-    Args:
-        model: the network to call (possibly DDP-wrapped), in train mode, on ``device``.
-        cfg: the run's configuration (policy, schedule, AMP, clipping, flip).
-        foveator: a :class:`~fovea_ray.foveation.Foveator` (unused for policy "none").
-        device: where the step runs.
-        rank: the worker's rank (seeds its fixations and flips).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        the network to call (possibly DDP-wrapped), in train mode, on ``device``.
+    cfg : TrainConfig
+        the run's configuration (policy, schedule, AMP, clipping, flip).
+    foveator : Foveator
+        a :class:`~fovea_ray.foveation.Foveator` (unused for policy "none").
+    device : torch.device
+        where the step runs.
+    rank : int, optional
+        the worker's rank (seeds its fixations and flips).
     """
 
     def __init__(
