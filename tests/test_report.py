@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fovea_ray.report import render_report
-from fovea_ray.report.render import group_warnings
+from fovea_ray.report.render import _SMALL_N_NOTE, group_warnings
 from fovea_ray.stats.battery import BatteryConfig, run_battery
 from fovea_ray.stats.results import build_results, write_results
 
@@ -92,6 +92,9 @@ def test_report_renders_every_figure(results_doc, tmp_path):
     assert "Only 30 + 30 samples are held out per class" in html
     assert "The decision rests on the full permutation test: p = 0.0476, do not reject H0" in html
     assert "unreliable at this n, not the decision" in html
+    # Said once, in the summary, not again as the classifier test's grouped note (which exists).
+    assert any(_SMALL_N_NOTE in w for w in results_doc["warnings"])
+    assert html.count("Kim&#x27;s asymptotic test needs") + html.count("Kim's asymptotic test needs") == 1, html
 
 
 def test_separation_is_visible_in_the_layer_table(results_doc):

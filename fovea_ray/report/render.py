@@ -299,6 +299,10 @@ def _decision(t: dict) -> str:
     return "reject H0: P0 = P1" if t["reject"] else "do not reject H0"
 
 
+#: The words that mark the classifier test's small-held-out-size note (fovea_ray.stats.c2st).
+_SMALL_N_NOTE = "held-out samples of class 0 and 1: at alpha"
+
+
 def _small_n_decision(c: dict, alpha: float) -> str:
     """Where Kim's asymptotic test is unreliable at this held-out size, the sentence that
     moves the decision to the permutation test (:func:`fovea_ray.stats.kim_min_test_per_class`)."""
@@ -379,7 +383,14 @@ def render_report(
 
     banner = notice or (RANDOM_WEIGHTS_NOTICE if _is_random_weights(doc) else "")
     sections = [_summary_section(doc, alpha)]
-    warnings = group_warnings(list(doc.get("warnings", [])))
+    raw = list(doc.get("warnings", []))
+    if _small_n_decision(rec.get("c2st") or {}, alpha):
+        # The summary already says it, with the decision: one box, not a second grouped note.
+        small = [w for w in raw if _SMALL_N_NOTE in w]
+        raw = [w for w in raw if _SMALL_N_NOTE not in w]
+        if len(small) > 1:
+            sections[0].warnings[0] += f" The same held-out sizes hold at all {len(small)} layers tested."
+    warnings = group_warnings(raw)
     sections[0].warnings.extend(warnings[:12])
     if len(warnings) > 12:
         sections[0].warnings.append(f"... and {len(warnings) - 12} more notes in results.json")
