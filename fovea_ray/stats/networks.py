@@ -41,6 +41,7 @@ __all__ = [
     "held_out_predictions",
     "layer_pvalue",
     "run_network_tests",
+    "separation",
     "shared_samples",
 ]
 
@@ -140,6 +141,28 @@ def layer_pvalue(record: Mapping[str, Any]) -> float | None:
     return None if p is None else float(p)
 
 
+def separation(records: Mapping[str, Mapping[str, Any]], *, alpha: float) -> dict[str, Any]:
+    """Where one network separates the types: its layers' H0 p-values (:func:`layer_pvalue`),
+    Benjamini-Hochberg adjusted across the layers, the layers that reject at ``alpha``, and
+    the merge layer (:func:`fovea_ray.stats.compare.merge_layer`, the same adjustment).
+
+    ``records``: the results document's layer records (network layers in depth order;
+    the pixel control is left out).
+    """
+    from scipy import stats as sps
+
+    tested = [(name, layer_pvalue(rec)) for name, rec in records.items() if rec.get("kind") == "layer"]
+    tested = [(name, p) for name, p in tested if p is not None]
+    names, p = [n for n, _ in tested], np.array([p for _, p in tested], dtype=float)
+    q = sps.false_discovery_control(p, method="bh") if p.size > 1 else p
+    return {
+        "separating_layers": [n for n, qq in zip(names, q) if qq <= alpha],
+        "merge_layer": merge_layer(names, p, alpha=alpha) if names else None,
+        "merge_rule": f"BH at {alpha:g} across {len(names)} layers; the layer after the deepest rejection",
+        "n_layers_tested": len(names),
+    }
+
+
 def held_out_predictions(doc: Mapping[str, Any]) -> tuple[dict[int, int], dict[str, dict[int, int]]]:
     """``(labels, predictions)`` of a results document: held-out label per sample id, and
     per network layer (not the pixel control) the held-out prediction per sample id."""
@@ -194,10 +217,6 @@ def compare_networks(
 
 def _network_record(entry: NetworkEntry, doc: Mapping[str, Any], model: str, alpha: float) -> dict[str, Any]:
     config = (doc.get("store") or {}).get("config") or {}
-    layers = [name for name, rec in doc["layers"].items() if rec.get("kind") == "layer"]
-    tested = [(name, layer_pvalue(doc["layers"][name])) for name in layers]
-    tested = [(name, p) for name, p in tested if p is not None]
-    merge = merge_layer([n for n, _ in tested], [p for _, p in tested], alpha=alpha) if tested else None
     return {
         "name": entry.name,
         "store": entry.store,
@@ -207,9 +226,7 @@ def _network_record(entry: NetworkEntry, doc: Mapping[str, Any], model: str, alp
         "seed": config.get("seed"),
         "role": "control" if entry.control else "network",
         "main_layer": doc.get("main_layer"),
-        "merge_layer": merge,
-        "merge_rule": f"BH at {alpha:g} across {len(tested)} layers; the layer after the deepest rejection",
-        "separating_layers": [n for n, p in tested if p <= alpha],
+        **separation(doc["layers"], alpha=alpha),
         "table": [row for row in doc["table"] if row["kind"] == "layer"],
         "warnings": list(doc.get("warnings", [])),
     }

@@ -23,10 +23,11 @@ from fovea_ray.study.config import STUDY_LAYER, ExtractConfig, RunConfig
 from fovea_ray.study.networks import StudyNetwork, study_networks
 
 DEMO_NOTICE = (
-    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO and a network with "
-    "RANDOM weights. Any separation it reports is a property of untrained filters and of "
-    "the blur itself, not evidence about a trained detector. Run with --ann-file/--images and "
-    "--weights (a checkpoint trained on foveated COCO, see `fovea-ray train`) for the real study."
+    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO and two initialisations "
+    "of a network with RANDOM weights, compared with each other. Any separation it reports is a "
+    "property of untrained filters and of the blur itself, not evidence about a trained detector. "
+    "Run with --ann-file/--images and --weights (a checkpoint trained on foveated COCO, see "
+    "`fovea-ray train`; its random-weight control is added) for the real study."
 )
 
 
