@@ -128,6 +128,12 @@ def _curves(nets: list[dict[str, Any]]) -> tuple[dict, list[str]]:
     return curves, order
 
 
+def _merge_cell(net: dict[str, Any]) -> str:
+    if not net["separating_layers"]:
+        return "– (no layer separates)"
+    return _short(net["merge_layer"]) if net.get("merge_layer") else "none (separate to the end)"
+
+
 def _fmt(v: Any, spec: str = ".3f") -> str:
     return "–" if v is None else format(v, spec)
 
@@ -156,7 +162,7 @@ def networks_section(doc: dict[str, Any], alpha: float) -> Section | None:
                     str(n.get("weights")),
                     "–" if not _is_random(n) else n.get("seed"),
                     f"{len(n['separating_layers'])} of {len(n['table'])}",
-                    _short(n["merge_layer"]) if n.get("merge_layer") else "none",
+                    _merge_cell(n),
                 ]
                 for n in nets
             ],
@@ -212,8 +218,8 @@ def networks_section(doc: dict[str, Any], alpha: float) -> Section | None:
                     f"acc {c['network_b']}",
                     "difference",
                     "95% CI",
-                    "only a right",
-                    "only b right",
+                    f"only {c['network_a']} right",
+                    f"only {c['network_b']} right",
                     "p McNemar",
                     "p Holm",
                     "different",
@@ -223,7 +229,7 @@ def networks_section(doc: dict[str, Any], alpha: float) -> Section | None:
                         _short(r["layer"]),
                         r["accuracy_a"],
                         r["accuracy_b"],
-                        r["accuracy_difference"],
+                        f"{r['accuracy_difference']:+.3f}",
                         f"{_fmt(r['ci_low'])} to {_fmt(r['ci_high'])}",
                         r["only_a_correct"],
                         r["only_b_correct"],
