@@ -108,7 +108,10 @@ def answer_paragraphs(doc: dict[str, Any], alpha: float) -> list[str]:
             "--weights W` adds it), so this separation is not yet a finding about training."
         )
     elif not summary:
-        out.append("No pair of networks shares an architecture, so none was compared.")
+        out.append(
+            "No pair of networks was compared: none shares an architecture with a control, or no layer has "
+            "held-out predictions from both (the classifier tests are skipped at very small n; see the notes)."
+        )
     return out
 
 

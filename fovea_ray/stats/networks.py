@@ -262,6 +262,10 @@ def combine_results(
         }
         for c in comparisons
     ]
+    done = {(c.network_a, c.network_b) for c in comparisons}
+    skipped = [f"{a} vs {b}" for a, b in pairs if (a, b) not in done]
+    if skipped:
+        notes = [*notes, f"not compared (no layer has held-out predictions from both): {', '.join(skipped)}"]
     unpaired = [e.name for e in entries if not e.control and not any(e.name in p for p in pairs)]
     doc["warnings"] = list(doc.get("warnings", [])) + list(notes)
     if unpaired and any(e.control for e in entries):

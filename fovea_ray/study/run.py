@@ -23,9 +23,9 @@ from fovea_ray.study.config import STUDY_LAYER, ExtractConfig, RunConfig
 from fovea_ray.study.networks import StudyNetwork, study_networks
 
 DEMO_NOTICE = (
-    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO and two initialisations "
-    "of a network with RANDOM weights, compared with each other. Any separation it reports is a "
-    "property of untrained filters and of the blur itself, not evidence about a trained detector. "
+    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO (and, by default, two "
+    "initialisations of a network with RANDOM weights, compared with each other). Any separation it "
+    "reports is a property of untrained filters and of the blur itself, not evidence about a trained detector. "
     "Run with --ann-file/--images and --weights (a checkpoint trained on foveated COCO, see "
     "`fovea-ray train`; its random-weight control is added) for the real study."
 )
@@ -140,11 +140,11 @@ def extract_store(cfg: RunConfig, net: StudyNetwork, manifest: Path, out: Path) 
 def run_study(cfg: RunConfig) -> Path:
     """Run the whole study described by ``cfg``; return the output folder."""
     out = Path(cfg.out)
+    nets = study_networks(cfg, controls=tuple(cfg.control_networks))  # one-line errors before any work
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "run.toml")
     if cfg.data.is_demo:
         _say(DEMO_NOTICE)
-    nets = study_networks(cfg, controls=tuple(cfg.control_networks))  # one-line errors before any work
     _say(f"networks: {'; '.join(net.describe() for net in nets)}")
     if cfg.random_control and len(nets) == 2 and not cfg.networks and nets[1].control:
         _say(
