@@ -134,7 +134,10 @@ def test_report_leads_with_the_answer(two_run):
         assert "no difference is expected" in html
     for name in ("networks_layers", "difference_0"):
         assert (out / "figures" / f"{name}.png").stat().st_size > 1000
-    assert "(id " not in html or "category" in html  # names, not bare ids, where the store has them
+    cats = doc["samples"]["per_category"]
+    assert cats and all(c["category_name"] for c in cats)
+    for c in cats:  # names, not bare ids, in the table
+        assert f'<td class="l">{c["category_name"]} ({c["category_id"]})</td>' in html
 
 
 def test_test_command_compares_written_stores_the_same_way(two_run, tmp_path):
