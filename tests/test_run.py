@@ -48,7 +48,7 @@ def tiny_run(tmp_path_factory, ray_session):
 
 def test_every_output_exists(tiny_run):
     _, out = tiny_run
-    for name in ("run.toml", "manifest.parquet", "store.zarr", "results.json", "report.html", "figures"):
+    for name in ("run.toml", "manifest.parquet", "stores/random.zarr", "results.json", "report.html", "figures"):
         assert (out / name).exists(), name
     pngs = list((out / "figures").glob("*.png"))
     assert {p.stem for p in pngs} >= {"coefficients", "confusion", "input_pairs", "layers", "selectivity"}

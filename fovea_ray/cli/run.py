@@ -21,6 +21,24 @@ def run(
     weights: str | None = typer.Option(
         None, "--weights", help="'none' (random), a checkpoint, a `fovea-ray train` folder, or 'torchvision'."
     ),
+    networks: list[str] | None = typer.Option(
+        None,
+        "--network",
+        help="NAME=MODEL@WEIGHTS or NAME=WEIGHTS (the study's model), repeatable: the networks to compare, "
+        "each extracted into stores/NAME.zarr from one manifest (e.g. trained=runs/foveated, "
+        "coco=maskrcnn_resnet50_fpn@torchvision, rand=none).",
+    ),
+    control: list[str] | None = typer.Option(
+        None,
+        "--control",
+        help="A --network NAME that is a control (random, trained without foveation): the other networks are "
+        "compared with each control of their architecture. Default: every pair.",
+    ),
+    random_control: bool | None = typer.Option(
+        None,
+        "--random-control/--no-random-control",
+        help="With one network with learnt weights, add its random-weight control 'random' (default: on).",
+    ),
     arch: str | None = typer.Option(None, "--arch", help="resnet101 (default) or resnet50."),
     model: str | None = typer.Option(
         None,
@@ -45,9 +63,11 @@ def run(
     """Run the whole study: prepare -> extract -> test -> report, into one folder.
 
     With no arguments it runs the embedded demo: a synthetic mini-COCO made on the fly and
-    R101-FPN with random weights on a small canvas (a pipeline demo, not a finding). With
-    a dataset (--coco-root, or --ann-file and --images) and --weights it runs the real study.
-    Outputs: run.toml, manifest.parquet, store.zarr, results.json, figures/, report.html.
+    two random initialisations of R101-FPN on a small canvas, compared layer by layer (a
+    pipeline demo, not a finding). With a dataset (--coco-root, or --ann-file and --images)
+    and --weights it runs the real study, with the random-weight control added; --network
+    (repeated) names the networks to compare. Outputs: run.toml, manifest.parquet,
+    stores/NAME.zarr (one per network), results.json, figures/, report.html.
     Rerun the same command to resume an interrupted run.
     """
     from fovea_ray.errors import InputError
@@ -62,6 +82,9 @@ def run(
     overrides = {
         "out": out,
         "seed": seed,
+        "networks": list(networks) if networks else None,
+        "control_networks": split_list(control),
+        "random_control": random_control,
         "data": {"annotations": ann_file, "images": images},
         "prepare": {"n_per_type": n_per_type, "canvas": canvas, "pixels_per_degree": ppd},
         "extract": {

@@ -6,7 +6,21 @@ import typer
 
 
 def test(
-    store: str = typer.Argument(..., help="Activation store written by `fovea-ray extract` (STORE.zarr, path or URL)."),
+    store: str | None = typer.Argument(
+        None, help="Activation store written by `fovea-ray extract` (STORE.zarr, path or URL)."
+    ),
+    stores: list[str] | None = typer.Option(
+        None,
+        "--store",
+        help="NAME=STORE, repeatable: test several networks' stores (made from one manifest) on the same "
+        "samples and split, and compare them layer by layer (paired accuracy difference, McNemar, Holm).",
+    ),
+    control: list[str] | None = typer.Option(
+        None,
+        "--control",
+        help="With --store: the NAMEs that are controls (random weights, trained without foveation); each "
+        "other network is compared with each control of its architecture. Default: every pair.",
+    ),
     out: str = typer.Option(..., "--out", "-o", help="Results file to write (results.json)."),
     layer: str | None = typer.Option(
         None,
@@ -67,6 +81,9 @@ def test(
 
     Only samples that are done without error are used. Layers run as Ray tasks (--local: in this process).
 
+    With --store NAME=STORE (repeated) it tests each network's store on the samples they
+    all hold and compares the networks (a `networks` section and a `comparisons` table).
+
     Writes results.json (schema: fovea_ray/stats/results.py).
     """
     from fovea_ray.cluster import Execution
@@ -100,8 +117,8 @@ def test(
         stat_names = canonical_stats(split_names(stats)) if split_names(stats) else None
     except ValueError as exc:
         raise InputError(f"--stats: {exc}") from None
-    doc = run_store_tests(
-        store,
+    entries = _network_entries(store, stores, control)
+    common = dict(
         layers=split_names(layers) or None,
         all_layers=all_layers,
         main_layer=layer,
@@ -110,8 +127,48 @@ def test(
         execution=execution,
         include_controls=controls,
     )
+    if entries is None:
+        doc = run_store_tests(store, **common)
+    else:
+        from fovea_ray.stats.networks import run_network_tests
+
+        doc = run_network_tests(entries, **common, on_network=lambda name: typer.echo(f"testing network {name} ..."))
     path = write_results(doc, out)
     typer.echo(_summary(doc, path))
+
+
+def _network_entries(store: str | None, stores: list[str] | None, control: list[str] | None):
+    """The --store NAME=STORE networks (None for one plain STORE); one-line errors."""
+    from fovea_ray.errors import InputError
+    from fovea_ray.model.spec import NETWORK_NAME_RULE, valid_network_name
+    from fovea_ray.names import split_names
+    from fovea_ray.stats.networks import NetworkEntry
+
+    if store and stores:
+        raise InputError("give one STORE, or several --store NAME=STORE, not both")
+    if not store and not stores:
+        raise InputError("give a STORE (or --store NAME=STORE, repeated, to compare networks)")
+    controls = split_names(control)
+    if store:
+        if controls:
+            raise InputError("--control names a network of --store NAME=STORE")
+        return None
+    entries, names = [], set()
+    for text in stores:
+        name, eq, path = text.partition("=")
+        name, path = name.strip(), path.strip()
+        if not eq or not name or not path:
+            raise InputError(f"--store {text!r}: write NAME=STORE (e.g. trained=stores/trained.zarr)")
+        if not valid_network_name(name):
+            raise InputError(f"--store {text!r}: bad network name {name!r} ({NETWORK_NAME_RULE})")
+        if name in names:
+            raise InputError(f"--store: network name {name!r} is used twice")
+        names.add(name)
+        entries.append(NetworkEntry(name, path, control=name in controls))
+    unknown = [c for c in controls if c not in names]
+    if unknown:
+        raise InputError(f"--control {unknown[0]!r} is not a --store name ({', '.join(sorted(names))})")
+    return entries
 
 
 def _fmt(v, spec: str) -> str:
@@ -130,6 +187,18 @@ def _summary(doc: dict, path) -> str:
             f"{r['layer'][:44]:44s} {_fmt(r['accuracy'], '6.3f')} {_fmt(r['statistic'], '8.2f')} "
             f"{_fmt(r['p_asymptotic'], '9.2e')} {_fmt(r['p_half_permutation'], '8.3f')} "
             f"{_fmt(r['p_full_permutation'], '8.3f')} {_fmt(r['n_selective'], '5d')}"
+        )
+    for net in doc.get("networks", []):
+        lines.append(
+            f"network {net['name']} ({net['role']}, {net['model']}, weights {net['weights']}): "
+            f"{len(net['separating_layers'])} of {len(net['table'])} layers separate the types; "
+            f"merge layer: {net['merge_layer'] or 'none (separate to the deepest layer)'}"
+        )
+    for c in doc.get("comparison_summary", []):
+        lines.append(
+            f"{c['network_a']} vs {c['network_b']}: different at {len(c['different'])} of {c['n_layers']} layers "
+            f"(Holm, alpha {c['alpha']:g}); separates more at {len(c['a_separates_more'])}, "
+            f"less at {len(c['a_separates_less'])}"
         )
     if doc["warnings"]:
         lines.append(f"{len(doc['warnings'])} warnings (see the results file), e.g.: {doc['warnings'][0]}")

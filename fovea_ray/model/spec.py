@@ -35,11 +35,13 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_MODEL",
     "DETECTION_MODELS",
+    "NETWORK_NAME_RULE",
     "ModelRef",
     "NetworkRef",
     "model_from_arch",
     "parse_model",
     "parse_network",
+    "valid_network_name",
 ]
 
 #: Detection model name -> the ResNet backbone (the ``arch`` of ``build_model(arch=...)``).
@@ -102,6 +104,15 @@ class NetworkRef:
         return f"{self.name}={self.model}"
 
 
+#: What a network name may hold (it names the store file).
+NETWORK_NAME_RULE = "use letters, digits, '_', '-' or '.', starting with a letter or digit (it names the store file)"
+
+
+def valid_network_name(name: str) -> bool:
+    """Whether ``name`` can name a network (and its ``stores/NAME.zarr``)."""
+    return bool(_NETWORK_NAME.match(name))
+
+
 def model_from_arch(arch: str) -> str:
     """``--arch resnet101`` -> ``maskrcnn_resnet101_fpn`` (``ValueError`` for another arch)."""
     name = f"maskrcnn_{arch}_fpn"
@@ -161,11 +172,8 @@ def parse_network(text: str, default_model: str = DEFAULT_MODEL) -> NetworkRef:
         raise ValueError(f"bad network {text!r}: write NAME=MODEL@WEIGHTS or NAME=WEIGHTS")
     name, _, rhs = text.partition("=")
     name, rhs = name.strip(), rhs.strip()
-    if not _NETWORK_NAME.match(name):
-        raise ValueError(
-            f"bad network name {name!r} in {text!r}: use letters, digits, '_', '-' or '.' "
-            "(it names the store file), starting with a letter or digit"
-        )
+    if not valid_network_name(name):
+        raise ValueError(f"bad network name {name!r} in {text!r}: {NETWORK_NAME_RULE}")
     if not rhs:
         raise ValueError(f"nothing after '=' in {text!r}: write NAME=MODEL@WEIGHTS or NAME=WEIGHTS")
     if "@" in rhs:

@@ -458,11 +458,20 @@ def _open_or_create(
             "default_layer": facts.default_layer,
             "foveation": facts.foveation,
             "manifest": source,
+            "categories": _category_names(df),
             "status": "created",
         },
         overwrite=existing is not None,
         storage_options=storage_options,
     )
+
+
+def _category_names(df: pd.DataFrame) -> dict[str, str]:
+    """``{category id: name}`` of the manifest's samples (for the report's tables)."""
+    if "category_name" not in df.columns:
+        return {}
+    pairs = df[["category_id", "category_name"]].drop_duplicates("category_id")
+    return {str(int(c)): str(n) for c, n in pairs.itertuples(index=False) if isinstance(n, str) and n}
 
 
 def _build_dataset(

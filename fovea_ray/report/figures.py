@@ -205,3 +205,59 @@ def selectivity(
     ax.set_title("Selective channels after FDR")
     ax.legend(fontsize=8)
     return _png(fig)
+
+
+def network_layer_curves(
+    curves: Mapping[str, tuple[Sequence[str], Sequence[float], Sequence[float], Sequence[float]]],
+    *,
+    order: Sequence[str],
+    control: tuple[float, float, float] | None = None,
+) -> bytes:
+    """Held-out accuracy (with CI) per layer for several networks, overlaid on one depth axis.
+
+    ``curves``: network name -> (layers, accuracy, ci_low, ci_high); ``order``: every
+    layer in depth order (the x axis); ``control``: the pixel control's (acc, lo, hi).
+    """
+    x_of = {name: i for i, name in enumerate(order)}
+    fig, ax = plt.subplots(figsize=(max(7, 0.32 * len(order) + 3), 4.2))
+    if control is not None:
+        ax.axhspan(control[1], control[2], color="#d4a72c", alpha=0.22)
+        ax.axhline(control[0], color="#9a6700", lw=1.2, label="pixel-statistics control (95% CI band)")
+    ax.axhline(0.5, color="k", lw=0.6, ls=":")
+    n = max(1, len(curves))
+    for k, (net, (layers, acc, lo, hi)) in enumerate(curves.items()):
+        x = np.array([x_of[name] for name in layers], float) + (k - (n - 1) / 2) * 0.12
+        a, lo_, hi_ = (np.asarray(v, float) for v in (acc, lo, hi))
+        ax.errorbar(x, a, yerr=[a - lo_, hi_ - a], fmt="o-", ms=3, lw=1, capsize=2, label=net)
+    ax.set_ylabel("held-out accuracy")
+    ax.set_title("Type-1 vs type-0 separability per network, along the depth")
+    ax.legend(fontsize=8)
+    short = [name.replace("backbone.body.", "") for name in order]
+    ax.set_xticks(np.arange(len(order)), short, rotation=90, fontsize=7)
+    return _png(fig)
+
+
+def accuracy_differences(
+    layers: Sequence[str],
+    difference: Sequence[float],
+    ci_low: Sequence[float],
+    ci_high: Sequence[float],
+    different: Sequence[bool],
+    *,
+    title: str,
+) -> bytes:
+    """Paired accuracy differences per layer with their CIs; layers called different
+    (Holm-adjusted McNemar) are filled."""
+    x = np.arange(len(layers))
+    d, lo, hi = (np.asarray(v, float) for v in (difference, ci_low, ci_high))
+    diff = np.asarray(different, bool)
+    fig, ax = plt.subplots(figsize=(max(7, 0.32 * len(layers) + 3), 3.6))
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.errorbar(x, d, yerr=[d - lo, hi - d], fmt="none", ecolor="#57606a", lw=1, capsize=2)
+    ax.scatter(x[~diff], d[~diff], s=18, facecolors="white", edgecolors="#1f77b4", label="not different", zorder=3)
+    ax.scatter(x[diff], d[diff], s=22, color="#cf222e", label="different (Holm-adjusted McNemar)", zorder=3)
+    ax.set_ylabel("accuracy difference")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.set_xticks(x, [name.replace("backbone.body.", "") for name in layers], rotation=90, fontsize=7)
+    return _png(fig)

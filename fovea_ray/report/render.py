@@ -16,6 +16,7 @@ import numpy as np
 
 from fovea_ray.report import figures as F
 from fovea_ray.report.html import Figure, Section, Table, render_html, write_html
+from fovea_ray.report.networks import answer_paragraphs, networks_section
 
 TEST_TITLES = {
     "kim_asymptotic": "Kim et al. asymptotic Z (T < −z_α)",
@@ -174,7 +175,7 @@ def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
 
 def _layer_section(doc: dict, alpha: float) -> Section:
     rows = doc.get("table", [])
-    sec = Section("Along the depth of the network")
+    sec = Section("Along the depth of the network" + _network_lead(doc))
     layer_rows = [r for r in rows if r["kind"] == "layer" and r.get("accuracy") is not None]
     ctrl = next((r for r in rows if r["kind"] == "control" and r.get("accuracy") is not None), None)
     if len(layer_rows) >= 2:
@@ -238,7 +239,7 @@ def _layer_section(doc: dict, alpha: float) -> Section:
                 ]
                 for r in rows
             ],
-            caption="One row per tapped layer, then the pixel-statistics control.",
+            caption=f"One row per tapped layer{_network_lead(doc)}, then the pixel-statistics control.",
             left=["layer"],
         )
     )
@@ -283,12 +284,25 @@ def _summary_section(doc: dict, alpha: float) -> Section:
         sec.blocks.append(
             Table(
                 ["category", "type 1", "type 0"],
-                [[c["category_id"], c["n_type1"], c["n_type0"]] for c in cats],
+                [[_category(c), c["n_type1"], c["n_type0"]] for c in cats],
                 caption="Samples used per category and type (the design balances them).",
-                left=[],
+                left=["category"],
             )
         )
     return sec
+
+
+def _category(c: dict) -> str:
+    """A category's name (its id when the store predates names)."""
+    name = c.get("category_name")
+    return f"{name} ({c['category_id']})" if name else f"id {c['category_id']}"
+
+
+def _network_lead(doc: dict) -> str:
+    """`` (network NAME)`` when the document holds several networks: the top level is the first."""
+    nets = doc.get("networks") or []
+    lead = next((n for n in nets if n["role"] == "network"), nets[0] if nets else None)
+    return f" (network {lead['name']})" if lead else ""
 
 
 def _decision(t: dict) -> str:
@@ -383,6 +397,7 @@ def render_report(
 
     banner = notice or (RANDOM_WEIGHTS_NOTICE if _is_random_weights(doc) else "")
     sections = [_summary_section(doc, alpha)]
+    answer = Section("The answer", paragraphs=answer_paragraphs(doc, alpha))
     raw = list(doc.get("warnings", []))
     if _small_n_decision(rec.get("c2st") or {}, alpha):
         # The summary already says it, with the decision: one box, not a second grouped note.
@@ -395,7 +410,13 @@ def render_report(
     if len(warnings) > 12:
         sections[0].warnings.append(f"... and {len(warnings) - 12} more notes in results.json")
 
-    main_sec = Section(f"The study's test on {main}")
+    sections.insert(0, answer)
+    side_by_side = networks_section(doc, alpha)
+    if side_by_side is not None:
+        sections.insert(1, side_by_side)
+
+    lead = _network_lead(doc)
+    main_sec = Section(f"The study's test on {main}{lead}")
     c = rec.get("c2st") or {}
     if c:
         main_sec.paragraphs.append(

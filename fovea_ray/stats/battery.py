@@ -86,6 +86,7 @@ class LayerDesign:
     stat_names: tuple[str, ...]
     n_total: int
     warnings: tuple[str, ...]
+    rows: np.ndarray  # the kept samples' row indices in the input
 
     @classmethod
     def build(cls, values, y, stat_names: Sequence[str], name: str = "layer") -> LayerDesign:
@@ -100,7 +101,8 @@ class LayerDesign:
             notes.append(f"{int((~finite).sum())} samples with NaN/inf values left out")
             v, yy = v[finite], yy[finite]
         X, columns = flatten_features(v, stat_names)
-        return cls(v, yy, X, columns, tuple(stat_names), int(finite.size), tuple(notes))
+        rows = np.flatnonzero(finite)
+        return cls(v, yy, X, columns, tuple(stat_names), int(finite.size), tuple(notes), rows)
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -215,6 +217,9 @@ def _classifier_part(
         return None, [TestOutcome.skip(t, f"{type(exc).__name__}: {exc}", cfg.alpha) for t in _C2ST_TESTS]
     warn += res.warnings
     c2st = res.to_record(null_accuracies=figure_data)
+    # The held-out predictions, for paired comparisons between networks on this split
+    # (row indices into the input's samples; the sweep turns them into sample ids).
+    c2st["held_out"] = {"index": design.rows[res.fit.test_index].tolist(), "y_pred": res.y_pred.tolist()}
     tests = res.outcomes()
     if P_full > 0:
         outcome, part, notes = full_permutation_part(

@@ -15,7 +15,7 @@ p-value tells the direction. Top level::
     versions            {"fovea_ray", "python", "numpy", "scipy", "sklearn", "torch", "ray"}
     samples             {"n_total", "n_used", "n_not_done", "n_error",
                          "per_type": {"0": n, "1": n},
-                         "per_category": [{"category_id", "n_type0", "n_type1"}, ...]}
+                         "per_category": [{"category_id", "category_name", "n_type0", "n_type1"}, ...]}
     main_layer          name of the layer with figure data (a key of "layers")
     layers              {name: LAYER RECORD}, tapped layers in depth order, then
                         "controls/pixels" (kind "control": the input pixels' statistics)
@@ -24,6 +24,27 @@ p-value tells the direction. Top level::
                         "pvalue", "alpha", "reject", "alternative", "skipped", "reason",
                         "details"}
     warnings            ["<layer>: <note>", ...]  (small samples, convergence, skips)
+    split               the held-out split every layer's classifier was tested on:
+                        {"seed", "test_size", "sample": [sample ids], "label": [0/1]}
+
+With several networks (:mod:`fovea_ray.stats.networks`; ``fovea-ray run --network``,
+``fovea-ray test --store NAME=STORE``) the top level is the first network's, and three
+more keys follow::
+
+    networks            [{"name", "store", "model", "weights", "weights_checksum", "seed",
+                          "role" ("network" | "control"), "main_layer", "merge_layer",
+                          "merge_rule", "separating_layers", "table": [TABLE ROW, ...],
+                          "warnings"}, ...]
+    comparisons         one row per compared pair and shared layer: {"network_a",
+                        "network_b", "layer", "accuracy_difference" (a - b), "pvalue"
+                        (McNemar exact), "pvalue_holm" (across the pair's layers),
+                        "different", "accuracy_a", "accuracy_b", "ci_low", "ci_high"
+                        (Newcombe paired interval), "confidence_level", "n_test",
+                        "both_correct", "only_a_correct", "only_b_correct",
+                        "neither_correct"}
+    comparison_summary  per pair: {"network_a", "network_b", "n_layers", "alpha",
+                        "adjustment", "different", "a_separates_more",
+                        "a_separates_less"} (layer lists)
 
 LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
 
@@ -35,6 +56,8 @@ LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
                   statistic (Kim's T), p_asymptotic, reject_asymptotic,
                   asymptotic_reliable, min_test_per_class (kim_min_test_per_class(alpha)),
                   deciding_test, classifier, converged, n_iter, standardize, n_train, n_test,
+                  held_out {y_pred: [0/1 in the order of "split"]} (and its own "sample"
+                           ids when the layer left samples with NaN values out),
                   half_permutation {n_permutations, p, reject, rule, k, threshold,
                                     observed_accuracy, null_accuracies (main layer only, else null)},
                   full_permutation {n_permutations (as used), n_permutations_requested,
@@ -263,6 +286,43 @@ def validate_results(doc: Any, *, source: str = "results") -> None:
         for k in ("layer", "name", "statistic", "pvalue", "reject", "skipped"):
             if k not in t:
                 raise InputError(f"{source}: a test record lacks {k!r}")
+    _validate_networks(doc, source)
+
+
+_NETWORK_KEYS = {"name": str, "store": str, "model": str, "role": str, "table": list}
+_COMPARISON_KEYS = ("network_a", "network_b", "layer", "accuracy_difference", "pvalue", "pvalue_holm", "different")
+_SUMMARY_KEYS = ("network_a", "network_b", "different", "a_separates_more", "a_separates_less")
+
+
+def _validate_networks(doc: dict, source: str) -> None:
+    """The optional several-network parts: ``split``, ``networks``, ``comparisons``."""
+    split = doc.get("split")
+    if split is not None:
+        if not (isinstance(split, dict) and isinstance(split.get("sample"), list)):
+            raise InputError(f"{source}: 'split' lacks its 'sample' list")
+        if len(split.get("label", [])) != len(split["sample"]):
+            raise InputError(f"{source}: 'split' has {len(split['sample'])} samples but not as many labels")
+    if "networks" not in doc and "comparisons" not in doc:
+        return
+    for key in ("networks", "comparisons", "comparison_summary"):
+        if not isinstance(doc.get(key), list):
+            raise InputError(f"{source}: {key!r} is missing or not a list")
+    names = set()
+    for net in doc["networks"]:
+        for key, typ in _NETWORK_KEYS.items():
+            if not isinstance(net.get(key), typ):
+                raise InputError(f"{source}: a network record lacks {key!r} (or it has the wrong type)")
+        if net["role"] not in ("network", "control"):
+            raise InputError(f"{source}: network {net['name']!r} has role {net['role']!r}")
+        names.add(net["name"])
+    for row in doc["comparisons"] + doc["comparison_summary"]:
+        keys = _COMPARISON_KEYS if "layer" in row else _SUMMARY_KEYS
+        missing = [k for k in keys if k not in row]
+        if missing:
+            raise InputError(f"{source}: a comparison record lacks {missing}")
+        unknown = {row["network_a"], row["network_b"]} - names
+        if unknown:
+            raise InputError(f"{source}: a comparison names unknown networks {sorted(unknown)}")
 
 
 def write_results(doc: dict[str, Any], path: str | os.PathLike) -> Path:

@@ -32,6 +32,7 @@ __all__ = [
     "layers_to_test",
     "run_store_tests",
     "sample_summary",
+    "used_mask",
 ]
 
 CONTROLS = "controls/pixels"
@@ -54,9 +55,29 @@ def choose_main_layer(layers: Sequence[str], requested: str | None = None, defau
     return layers[-1]
 
 
-def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray, list[str], str]:
-    """``(values (N', C, S), y (N',), stat names, kind)`` over the good samples of ``layer``."""
+def used_mask(store, samples: Sequence[int] | None = None) -> np.ndarray:
+    """The samples the tests use: done without error and, when ``samples`` (manifest
+    sample ids) is given, among those. Every id in ``samples`` must be good."""
     good = store.good()
+    if samples is None:
+        return good
+    ids = store.samples["sample"].to_numpy()
+    wanted = np.isin(ids, np.asarray(list(samples), dtype=ids.dtype))
+    missing = np.setdiff1d(np.asarray(list(samples), dtype=ids.dtype), ids[good])
+    if missing.size:
+        raise InputError(
+            f"{store.path}: {missing.size} of the requested samples are not done without error "
+            f"(e.g. sample {int(missing[0])})"
+        )
+    return good & wanted
+
+
+def layer_values(
+    store, layer: str, stats: Sequence[str] | None, samples: Sequence[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str], str]:
+    """``(values (N', C, S), y (N',), stat names, kind)`` over the used samples of ``layer``
+    (:func:`used_mask`)."""
+    good = used_mask(store, samples)
     y = store.samples["label"].to_numpy()
     if layer == CONTROLS:
         vals = store.controls()
@@ -78,29 +99,30 @@ def layer_values(store, layer: str, stats: Sequence[str] | None) -> tuple[np.nda
 
 
 def _layer_task(
-    store_path: str, stats, cfg: BatteryConfig, main: str, device: str, layer: str
+    store_path: str, stats, cfg: BatteryConfig, main: str, device: str, samples, layer: str
 ) -> tuple[str, dict[str, Any]]:
     """One layer's battery (an executor item: a Ray task, or called in-process)."""
     from fovea_ray.store import open_store
 
     store = open_store(store_path)
-    vals, y, names, kind = layer_values(store, layer, stats)
+    vals, y, names, kind = layer_values(store, layer, stats, samples)
     rec = run_battery(
         vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=layer == main, device=device
     )
     return layer, rec
 
 
-def sample_summary(store) -> dict[str, Any]:
-    """Counts of the store's samples: used (done, no error), per type and per category."""
+def sample_summary(store, samples: Sequence[int] | None = None) -> dict[str, Any]:
+    """Counts of the store's samples: used (:func:`used_mask`), per type and per category."""
     df = store.samples
-    good = store.good()
+    good = used_mask(store, samples)
     used = df[good]
     per_cat = (
         used.groupby("category_id")["label"]
         .agg(n_type1=lambda s: int((s == 1).sum()), n_type0=lambda s: int((s == 0).sum()))
         .reset_index()
     )
+    names = store.attrs.get("categories") or {}
     return {
         "n_total": int(len(df)),
         "n_used": int(good.sum()),
@@ -108,7 +130,12 @@ def sample_summary(store) -> dict[str, Any]:
         "n_error": int((df["done"].to_numpy(bool) & (df["error"].astype(str) != "")).sum()),
         "per_type": {"0": int((used["label"] == 0).sum()), "1": int((used["label"] == 1).sum())},
         "per_category": [
-            {"category_id": int(r.category_id), "n_type0": int(r.n_type0), "n_type1": int(r.n_type1)}
+            {
+                "category_id": int(r.category_id),
+                "category_name": names.get(str(int(r.category_id)), ""),
+                "n_type0": int(r.n_type0),
+                "n_type1": int(r.n_type1),
+            }
             for r in per_cat.itertuples()
         ],
     }
@@ -158,6 +185,7 @@ def run_store_tests(
     config: BatteryConfig | None = None,
     execution: Execution | None = None,
     include_controls: bool = True,
+    samples: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Run the battery on a store's layers and return the ``results.json`` document.
 
@@ -180,6 +208,10 @@ def run_store_tests(
         Where layers and permutation groups run (default: this process, on the CPU).
     include_controls : bool
         Add the ``controls/pixels`` baseline row.
+    samples : sequence of int, optional
+        Use only these manifest sample ids (each must be done without error): the samples
+        several networks' stores share, so that every network is fitted and tested on
+        the same split (:mod:`fovea_ray.stats.networks`). Default: every good sample.
 
     Returns
     -------
@@ -194,25 +226,59 @@ def run_store_tests(
     main = choose_main_layer(store.layers, main_layer, store.attrs.get("default_layer"))
     todo = layers_to_test(store, layers, all_layers, main, include_controls)
     stats = check_stats(store, todo, stats)
-    samples = sample_summary(store)
-    if samples["n_used"] == 0:
+    summary = sample_summary(store, samples)
+    if summary["n_used"] == 0:
         raise InputError(f"{store.path}: no sample is done without error; run or resume the extraction first")
+    sample_list = None if samples is None else sorted(int(s) for s in samples)
 
     executor = run.executor()
-    task = partial(_layer_task, str(store.path), stats, cfg, main, run.device)
+    task = partial(_layer_task, str(store.path), stats, cfg, main, run.device, sample_list)
     records = dict(executor(task, todo))
     if cfg.full_permutations > 0:
-        vals, y, names, _ = layer_values(store, main, stats)
+        vals, y, names, _ = layer_values(store, main, stats, sample_list)
         add_full_permutation(
             records[main], vals, y, names, cfg, cfg.full_permutations, device=run.device, executor=executor
         )
     attrs = store.attrs
     store_info = {k: attrs.get(k) for k in ("status", "weights_checksum", "config")}
     config_doc = {**cfg.to_dict(), **run.to_record(), "layers": todo, "main_layer": main, "stats": stats}
-    return build_results(
+    used = store.samples[used_mask(store, sample_list)]
+    doc = build_results(
         layers=records,
         main_layer=main,
         config=config_doc,
-        samples=samples,
+        samples=summary,
         store={"path": str(store.path), **store_info},
     )
+    doc["split"] = held_out_split(doc["layers"], used["sample"].to_numpy(), used["label"].to_numpy(), cfg)
+    return doc
+
+
+def held_out_split(records: dict[str, dict], sample_ids: np.ndarray, labels: np.ndarray, cfg: BatteryConfig) -> dict:
+    """The held-out split the layers' classifiers were tested on, by sample id.
+
+    Every layer sees the same samples and labels and one seeded stratified split, so
+    they share one split, which is returned (its ``sample`` ids and ``label``). Each
+    layer record's ``c2st.held_out`` is reduced in place to its ``y_pred`` in the
+    split's order. A layer that left samples out (NaN/inf values) was split differently:
+    its ``held_out`` keeps its own ``sample`` ids next to ``y_pred``.
+    """
+    split: list[int] | None = None
+    for rec in records.values():
+        held = (rec.get("c2st") or {}).get("held_out")
+        if held is None:
+            continue
+        index = [int(i) for i in held["index"]]
+        if split is None and rec.get("n_type1", 0) + rec.get("n_type0", 0) == len(sample_ids):
+            split = index
+        if index == split:
+            rec["c2st"]["held_out"] = {"y_pred": held["y_pred"]}
+        else:
+            rec["c2st"]["held_out"] = {"sample": sample_ids[index].astype(int).tolist(), "y_pred": held["y_pred"]}
+    rows = np.asarray(split or [], dtype=np.int64)
+    return {
+        "seed": cfg.seed,
+        "test_size": cfg.test_size,
+        "sample": sample_ids[rows].astype(int).tolist(),
+        "label": labels[rows].astype(int).tolist(),
+    }

@@ -1,7 +1,7 @@
 """The on-disk layout of a fovea-ray activation store (Zarr v3) and its chunk plan.
 
 ```
-store.zarr/              attrs: config, versions, weights_checksum, foveation, status, store
+store.zarr/              attrs: config, versions, weights_checksum, foveation, categories ({id: name}), status, store
   samples/               arrays over the sample dimension (chunked K along it)
   activations/<layer>/   values (N, C, S) float32 chunked (K, C, S); coordinate `stat`
   controls/pixels/       values (N, 3, S') float32 chunked (K, 3, S'); coordinate `stat`

@@ -8,6 +8,22 @@ TOML layout (every key optional)::
 
     out = "fovea-ray-out"
     seed = 0
+    random_control = true   # one network with learnt weights: add its random-weight control
+    control_networks = []   # more controls by name (--control NAME)
+
+    [[networks]]      # several networks (fovea_ray.study.networks); none: [extract] model/weights
+    name = "trained"
+    model = "maskrcnn_resnet101_fpn"   # default: [extract] arch / model
+    weights = "runs/foveated"          # "none" | checkpoint | train/pretrain folder | "torchvision" | enum
+    [[networks]]
+    name = "unfoveated"
+    weights = "runs/unfoveated"
+    control = true    # compared with every other network of its architecture
+    [[networks]]
+    name = "random"
+    weights = "none"
+    seed = 1          # random weights: default the study seed + rank among random networks
+    control = true
 
     [data]            # no annotations/images: the embedded synthetic mini-COCO
     annotations = "/data/coco/annotations/instances_val2017.json"
@@ -106,6 +122,11 @@ class TestConfig:
 class RunConfig:
     out: str = "fovea-ray-out"
     seed: int = 0
+    random_control: bool = True
+    # Networks the others are compared with (--control NAME), besides [[networks]] control = true.
+    control_networks: list[str] = field(default_factory=list)
+    # [[networks]] tables (name, model, weights, seed, control); empty: the [extract] network.
+    networks: list[dict[str, Any]] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     extract: ExtractConfig = field(default_factory=ExtractConfig)
@@ -124,6 +145,8 @@ class RunConfig:
         cfg.extract.backbone_only = True
         cfg.test.full_permutations = 40
         cfg.test.permutations = 100
+        # Two random initialisations of one architecture: the comparison's null case.
+        cfg.networks = [{"name": "random-a", "weights": "none"}, {"name": "random-b", "weights": "none"}]
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -186,6 +209,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     merged = _deep_update(values, _drop_none(overrides or {}))
     has_data = bool(merged.get("data", {}).get("annotations"))
     cfg = RunConfig() if has_data else RunConfig.demo()
+    if "networks" not in merged and any(k in merged.get("extract", {}) for k in ("arch", "model", "weights")):
+        cfg.networks = []  # a network named by [extract] replaces the demo's pair
     _merge(cfg, merged, str(path) if path else "config")
     if bool(cfg.data.annotations) != bool(cfg.data.images):
         raise InputError("config: give both the annotations file and the images root (or neither, for the demo)")
@@ -226,11 +251,20 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
 def dump_toml(d: dict[str, Any]) -> str:
-    """A minimal TOML writer for flat tables of scalars and lists (the run config)."""
-    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    """A minimal TOML writer for the run config: scalars and lists, tables of them, and
+    arrays of tables (``[[networks]]``)."""
+    lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict) and not _is_table_array(v)]
     for k, v in d.items():
         if isinstance(v, dict):
             lines.append(f"\n[{k}]")
             lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+        elif _is_table_array(v):
+            for item in v:
+                lines.append(f"\n[[{k}]]")
+                lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in item.items())
     return "\n".join(lines) + "\n"

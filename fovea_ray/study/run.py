@@ -2,8 +2,9 @@
 
 Outputs (``OUT/``): ``run.toml`` (the merged configuration: rerun with
 ``fovea-ray run --config OUT/run.toml``), ``manifest.parquet`` (+ summary and preview),
-``store.zarr``, ``results.json``, ``figures/*.png`` and ``report.html``. With no dataset
-named, the embedded demo makes a synthetic mini-COCO in ``OUT/synthetic/`` first.
+``stores/NAME.zarr`` (one per network, :mod:`fovea_ray.study.networks`), ``results.json``,
+``figures/*.png`` and ``report.html``. With no dataset named, the embedded demo makes a
+synthetic mini-COCO in ``OUT/synthetic/`` first, and compares two random initialisations.
 
 Resuming: the synthetic set and the manifest are deterministic, so they are rebuilt only
 when absent; the store resumes chunk by chunk (only unfinished chunks run); the tests and
@@ -15,17 +16,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fovea_ray.errors import InputError
 from fovea_ray.pipeline.probe import BLOCKS_ALIAS, DEFAULT_ALIAS
 from fovea_ray.study.config import STUDY_LAYER, ExtractConfig, RunConfig
+from fovea_ray.study.networks import StudyNetwork, study_networks
 
 DEMO_NOTICE = (
-    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO and a network with "
-    "RANDOM weights. Any separation it reports is a property of untrained filters and of "
-    "the blur itself, not evidence about a trained detector. Run with --ann-file/--images and "
-    "--weights (a checkpoint trained on foveated COCO, see `fovea-ray train`) for the real study."
+    "PIPELINE DEMO, NOT A FINDING: this run used a synthetic mini-COCO (and, by default, two "
+    "initialisations of a network with RANDOM weights, compared with each other). Any separation it "
+    "reports is a property of untrained filters and of the blur itself, not evidence about a trained detector. "
+    "Run with --ann-file/--images and --weights (a checkpoint trained on foveated COCO, see "
+    "`fovea-ray train`; its random-weight control is added) for the real study."
 )
 
 
@@ -103,35 +105,32 @@ def prepare_manifest(cfg: RunConfig, ann: str, images: str, out: Path) -> Path:
     return path
 
 
-def _network(cfg: RunConfig) -> dict[str, Any]:
-    """``extract``'s network arguments: ``model`` when one is named, else the detector's ``arch``.
-
-    A named model whose layers were left at the detector's default sweeps its own blocks
-    and its family's default layer instead (``:blocks``, ``:default``).
-    """
-    if not cfg.extract.model:
-        return {"arch": cfg.extract.arch, "layers": cfg.extract.layers}
+def _layers(cfg: RunConfig, net: StudyNetwork) -> list[str]:
+    """The layers to tap: a network other than the detector whose layers were left at the
+    detector's default sweeps its own blocks and its family's default layer instead
+    (``:blocks``, ``:default``)."""
     layers = cfg.extract.layers
-    if layers == ExtractConfig().layers:
-        layers = [BLOCKS_ALIAS, DEFAULT_ALIAS]
-    return {"model": cfg.extract.model, "layers": layers}
+    if net.model.arch is None and layers == ExtractConfig().layers:
+        return [BLOCKS_ALIAS, DEFAULT_ALIAS]
+    return layers
 
 
-def extract_store(cfg: RunConfig, manifest: Path, out: Path) -> Path:
+def extract_store(cfg: RunConfig, net: StudyNetwork, manifest: Path, out: Path) -> Path:
+    """Extract one network's store, ``OUT/stores/NAME.zarr`` (resumed when it exists)."""
     from fovea_ray.pipeline.extract import extract
 
-    store = out / "store.zarr"
-    weights = None if cfg.extract.weights in ("", "none") else cfg.extract.weights
+    store = net.store(out)
     summary = extract(
         manifest,
         store,
-        weights=weights,
-        **_network(cfg),
+        weights=net.weights,
+        **net.extract_network(),
+        layers=_layers(cfg, net),
         stats=cfg.extract.stats,
         address=cfg.extract.address or None,
         chunk_size=cfg.extract.chunk_size,
         batch_size=cfg.extract.batch_size,
-        seed=cfg.seed,
+        seed=net.seed,
         backbone_only=cfg.extract.backbone_only,
     )
     print(summary.format(), flush=True)
@@ -141,14 +140,25 @@ def extract_store(cfg: RunConfig, manifest: Path, out: Path) -> Path:
 def run_study(cfg: RunConfig) -> Path:
     """Run the whole study described by ``cfg``; return the output folder."""
     out = Path(cfg.out)
+    nets = study_networks(cfg, controls=tuple(cfg.control_networks))  # one-line errors before any work
     out.mkdir(parents=True, exist_ok=True)
     cfg.save(out / "run.toml")
     if cfg.data.is_demo:
         _say(DEMO_NOTICE)
+    _say(f"networks: {'; '.join(net.describe() for net in nets)}")
+    if cfg.random_control and len(nets) == 2 and not cfg.networks and nets[1].control:
+        _say(
+            f"added the random-weight control {nets[1].name!r} of the same architecture: a separation is a "
+            "finding only where the trained network differs from it (--no-random-control turns it off)"
+        )
     ann, images = dataset_paths(cfg, out)
     manifest = prepare_manifest(cfg, ann, images, out)
-    store = _step("extract: foveate, tap and reduce (Ray Data)", lambda: extract_store(cfg, manifest, out))
-    results = _step("test: classifier two-sample tests and the layer sweep", lambda: run_tests(cfg, store, out))
+    for net in nets:
+        _step(
+            f"extract {net.name}: foveate, tap and reduce (Ray Data)",
+            lambda net=net: extract_store(cfg, net, manifest, out),
+        )
+    results = _step("test: classifier two-sample tests and the layer sweep", lambda: run_tests(cfg, nets, out))
     _step("report: figures and report.html", lambda: render(cfg, results, out))
     _say(f"done: {out / 'report.html'}")
     if cfg.data.is_demo:
@@ -156,10 +166,12 @@ def run_study(cfg: RunConfig) -> Path:
     return out
 
 
-def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
-    """The test battery on the main layer (figures) and, with ``all_layers``, every layer."""
+def run_tests(cfg: RunConfig, nets: list[StudyNetwork], out: Path) -> Path:
+    """The test battery on the main layer (figures) and, with ``all_layers``, every layer,
+    for every network on the same samples and split; then the networks' comparisons."""
     from fovea_ray.cluster import Execution
     from fovea_ray.stats.battery import BatteryConfig
+    from fovea_ray.stats.networks import NetworkEntry, run_network_tests
     from fovea_ray.stats.results import write_results
     from fovea_ray.stats.sweep import run_store_tests
 
@@ -168,16 +180,17 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
         alpha=t.alpha, permutations=t.permutations, full_permutations=t.full_permutations, seed=cfg.seed
     )
     # A network other than the detector has no layer3.22.bn3: its store's default layer leads.
-    main_layer = None if cfg.extract.model and t.layer == STUDY_LAYER else (t.layer or None)
+    detectors = any(net.model.arch for net in nets)
+    main_layer = None if not detectors and t.layer == STUDY_LAYER else (t.layer or None)
     execution = Execution(address=cfg.extract.address or None, progress=True)
-    doc = run_store_tests(
-        store,
-        all_layers=t.all_layers,
-        main_layer=main_layer,
-        stats=t.stats or None,
-        config=battery,
-        execution=execution,
+    common = dict(
+        all_layers=t.all_layers, main_layer=main_layer, stats=t.stats or None, config=battery, execution=execution
     )
+    if len(nets) == 1:
+        doc = run_store_tests(nets[0].store(out), **common)
+    else:
+        entries = [NetworkEntry(net.name, str(net.store(out)), net.control) for net in nets]
+        doc = run_network_tests(entries, **common, on_network=lambda name: _say(f"test: network {name}"))
     doc["run_config"] = cfg.to_dict()
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)
@@ -192,6 +205,12 @@ def run_tests(cfg: RunConfig, store: Path, out: Path) -> Path:
             if row.get(key) is not None
         )
         _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']:.3g}, {ps}")
+    for c in doc.get("comparison_summary", []):
+        _say(
+            f"{c['network_a']} vs {c['network_b']}: different at {len(c['different'])} of {c['n_layers']} layers "
+            f"(McNemar, Holm at {c['alpha']:g}): separates more at {len(c['a_separates_more'])}, "
+            f"less at {len(c['a_separates_less'])}"
+        )
     from fovea_ray.report.render import group_warnings
 
     for w in group_warnings(doc.get("warnings", []))[:6]:
