@@ -262,3 +262,23 @@ def test_coco128_two_networks(coco128_dir, tmp_path, ray_session):
     doc = json.loads((out / "results.json").read_text())
     assert len(doc["comparisons"]) == len([r for r in doc["table"] if r["kind"] == "layer"])
     assert all(c["category_name"] for c in doc["samples"]["per_category"])
+
+
+def test_results_schema_checks_the_network_parts(two_run):
+    from fovea_ray.stats.results import validate_results
+
+    _, out = two_run
+    doc = json.loads((out / "results.json").read_text())
+    validate_results(doc)
+    bad = json.loads(json.dumps(doc))
+    bad["comparisons"][0]["network_b"] = "nobody"
+    with pytest.raises(InputError, match="unknown networks"):
+        validate_results(bad, source="r.json")
+    bad = json.loads(json.dumps(doc))
+    del bad["networks"][0]["role"]
+    with pytest.raises(InputError, match="lacks 'role'"):
+        validate_results(bad, source="r.json")
+    bad = json.loads(json.dumps(doc))
+    bad["split"]["label"] = bad["split"]["label"][:-1]
+    with pytest.raises(InputError, match="not as many labels"):
+        validate_results(bad, source="r.json")
