@@ -179,15 +179,49 @@ def _median_zero_ties(rows: np.ndarray, median) -> np.ndarray:
     return out
 
 
-def median_rows(rows: torch.Tensor, *, width: int | None = None) -> torch.Tensor:
+_COMPILED: object = None  # the compiled median, once looked up; False without numba
+
+
+def _compiled_median():
+    """``median_numba.median_rows_numba``, or None where numba does not import (imported on
+    first use: numba takes ~0.3 s to import)."""
+    global _COMPILED
+    if _COMPILED is None:
+        try:
+            from fovea_ray.taps.median_numba import median_rows_numba
+        except ImportError:
+            median_rows_numba = False
+        _COMPILED = median_rows_numba
+    return _COMPILED or None
+
+
+def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "auto") -> torch.Tensor:
     """Exact per-row medians of a CPU float32 ``(R, n)`` tensor (numpy's definition: the
-    mean of the two middle values), by bracketed selection for rows of at least
-    :data:`BRACKET_MIN_LENGTH` values, else by sorting. ``width``: the map's width when
-    rows are flattened H x W maps (keeps the bracket's sample a lattice)."""
+    mean of the two middle values; NaN for a row holding NaN).
+
+    ``method``: ``"compiled"`` (numba passes, :mod:`fovea_ray.taps.median_numba`), ``"numpy"``
+    (bracketed selection by numpy passes for rows of at least :data:`BRACKET_MIN_LENGTH`
+    values, else sorting), or ``"auto"`` (compiled where numba imports). Both give the same
+    values. ``width``: the map's width when rows are flattened H x W maps (keeps the
+    bracket's sample a lattice)."""
+    if method not in ("auto", "compiled", "numpy"):
+        raise ValueError(f"method must be 'auto', 'compiled' or 'numpy', got {method!r}")
     array = rows.detach().contiguous().numpy()
     if array.dtype != np.float32:
         raise ValueError(f"median_rows needs float32 rows, got {array.dtype}")
     out = np.empty(array.shape[0], dtype=np.float32)
+    compiled = _compiled_median() if method != "numpy" else None
+    if method == "compiled" and compiled is None:
+        raise ValueError("median_rows(method='compiled') needs numba, which does not import here")
+    if array.shape[0] == 0:
+        return torch.from_numpy(out)
+    if compiled is not None:
+
+        def run(part: np.ndarray, dest: np.ndarray) -> None:
+            dest[...] = compiled(part, width)
+
+        _split_rows(array, run, out)
+        return torch.from_numpy(out)
     if array.shape[1] < BRACKET_MIN_LENGTH:
 
         def median(part: np.ndarray) -> np.ndarray:
