@@ -233,3 +233,15 @@ def test_median_method_is_checked():
 
     with pytest.raises(ValueError, match="method must be"):
         median_rows(torch.zeros(2, 3), method="fast")
+
+
+@pytest.mark.parametrize("n", [1, 49, 196, 3136])
+def test_max_from_the_compiled_median_pass_equals_amax(n):
+    # With median and max requested, the max comes from the compiled median's pass.
+    rows = _adversarial_rows(n, n + 1)
+    specs = parse_stats(["median", "max", "mean"])
+    ours = reduce_rows(torch.from_numpy(rows), specs)
+    torch.testing.assert_close(ours[:, 1], torch.from_numpy(rows).amax(1), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(ours[:, 2], torch.from_numpy(rows).mean(1), rtol=0, atol=0, equal_nan=True)
+    sorted_path = reduce_rows(torch.from_numpy(rows), specs, median_backend="torch")
+    torch.testing.assert_close(ours, sorted_path, rtol=0, atol=0, equal_nan=True)

@@ -46,24 +46,38 @@ def _key(bits):
 
 
 @njit(nogil=True, cache=True)
-def _classify(rows, out, sample, work, step):  # pragma: no cover - compiled
+def _classify(rows, bits, out, maxima, sample, work, step):  # pragma: no cover - compiled
     n_rows, n = rows.shape
     k1 = (n - 1) // 2
     k2 = n // 2
     m = sample.shape[1]
+    want_max = maxima.shape[0] == n_rows
     n_work = 0
     for r in range(n_rows):
         row = rows[r]
         negative = np.int32(0)
         nonpositive = np.int32(0)
         nan = np.int32(0)
-        for i in range(n):
-            x = row[i]
-            negative += np.int32(x < 0)
-            nonpositive += np.int32(x <= 0)
-            nan += np.int32(x != x)
+        if want_max:
+            keys = bits[r]
+            top = np.int32(-2147483648)
+            for i in range(n):
+                x = row[i]
+                negative += np.int32(x < 0)
+                nonpositive += np.int32(x <= 0)
+                nan += np.int32(x != x)
+                top = max(top, np.int32(_key(keys[i])))
+            maxima[r] = np.int32(_key(top))  # the key of the largest value, back to its bits
+        else:
+            for i in range(n):
+                x = row[i]
+                negative += np.int32(x < 0)
+                nonpositive += np.int32(x <= 0)
+                nan += np.int32(x != x)
         if nan:
             out[r] = np.nan
+            if want_max:
+                maxima[r] = 0x7FC00000  # NaN, as torch.amax gives
         elif negative <= k1 and nonpositive > k2:
             out[r] = 0.0
         else:
@@ -132,11 +146,12 @@ _STEPS = (7, 11, 13, 5, 3)
 _BRACKET_Z = 3.0
 
 
-def median_rows_numba(rows: np.ndarray, width: int | None = None) -> np.ndarray:
+def median_rows_numba(rows: np.ndarray, width: int | None = None, maxima: np.ndarray | None = None) -> np.ndarray:
     """Exact medians (numpy's definition) of the rows of a C-contiguous float32 ``(R, n)``
     array, ``n >= 1``: NaN for a row holding NaN, else the mean of the two middle values.
     ``width``: the map's width when rows are flattened H x W maps (keeps the sample a
-    lattice)."""
+    lattice). ``maxima``: an ``(R,)`` float32 array that, when given, receives each row's
+    maximum from the same pass (NaN for a row holding NaN, as ``torch.amax``)."""
     n_rows, n = rows.shape
     k1, k2 = (n - 1) // 2, n // 2
     step = 1 if n < BRACKET_MIN_LENGTH else next((p for p in _STEPS if width is None or width % p), _STEPS[0])
@@ -144,7 +159,9 @@ def median_rows_numba(rows: np.ndarray, width: int | None = None) -> np.ndarray:
     out = np.empty(n_rows, dtype=np.float32)
     sample = np.empty((n_rows, m), dtype=np.float32)
     work = np.empty(n_rows, dtype=np.int64)
-    n_work = _classify(rows, out, sample, work, step)
+    bits = rows.view(np.int32)
+    max_bits = np.empty(0, dtype=np.int32) if maxima is None else maxima.view(np.int32)
+    n_work = _classify(rows, bits, out, max_bits, sample, work, step)
     if n_work == 0:
         return out
     work = work[:n_work]
@@ -164,7 +181,7 @@ def median_rows_numba(rows: np.ndarray, width: int | None = None) -> np.ndarray:
     below = np.empty(n_work, dtype=np.int64)
     inside = np.empty(n_work, dtype=np.int64)
     ok = np.empty(n_work, dtype=np.bool_)
-    _bracket(rows, rows.view(np.int32), work, lo.view(np.int32), hi.view(np.int32), block, below, inside, ok)
+    _bracket(rows, bits, work, lo.view(np.int32), hi.view(np.int32), block, below, inside, ok)
     kmax = int(min(block_width, inside.max(initial=0)))
     if kmax:
         _pad(block, inside, kmax)
