@@ -98,7 +98,10 @@ def main() -> None:
         f"{spec.size[1]}, {args.threads} threads, {device}, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}"
     )
-    print(f"load average at the end (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(
+        f"load average at the end (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset: libgomp spins after each parallel region)')}"
+    )
     base, tap = (min(wall[k]) for k in variants)
     base_cpu, tap_cpu = (min(cpu[k]) for k in variants)
     for name in variants:

@@ -123,14 +123,16 @@ def _hard_rows(n: int, seed: int) -> np.ndarray:
     return rows
 
 
+@pytest.mark.parametrize("method", ["compiled", "numpy"])
 @pytest.mark.parametrize("n", [512, 513, 1024, 4097, 16384])
-def test_bracketed_median_equals_the_sorted_median_exactly(n):
+def test_bracketed_median_equals_the_sorted_median_exactly(n, method):
+    from fovea_ray.taps.median_numba import BRACKET_MIN_LENGTH as COMPILED_MIN_LENGTH
     from fovea_ray.taps.reductions import BRACKET_MIN_LENGTH, median_rows
 
-    assert n >= BRACKET_MIN_LENGTH  # these rows take the bracketed path
+    assert n >= max(BRACKET_MIN_LENGTH, COMPILED_MIN_LENGTH)  # these rows take the bracketed path
     rows = _hard_rows(n, n)
     for width in (None, 32, 28, 77):  # 28 and 77: widths that are multiples of the first sample steps
-        ours = median_rows(torch.from_numpy(rows), width=width).numpy()
+        ours = median_rows(torch.from_numpy(rows), width=width, method=method).numpy()
         np.testing.assert_array_equal(ours, np.median(rows, axis=1))  # NaN where numpy's is NaN
         finite = np.isfinite(rows).all(axis=1)
         np.testing.assert_array_equal(ours[finite], _sorted_median(rows[finite]))
@@ -150,3 +152,96 @@ def test_bracketed_median_on_post_relu_maps_through_reduce_rows():
     sorted_path = reduce_rows(rows, specs, median_backend="torch")
     assert torch.equal(ours, sorted_path)
     np.testing.assert_array_equal(ours[:, 1].numpy(), np.median(rows.numpy(), axis=1))
+
+
+def _adversarial_rows(n: int, seed: int) -> np.ndarray:
+    """Rows for the compiled median's shortcuts: all zero, more than / exactly / less
+    than half zero, NaN, +-inf, negatives, signed zeros, ties, a sample that lies."""
+    rng = np.random.default_rng(seed)
+    half = n // 2
+    positive = rng.gamma(2.0, 1.0, size=n).astype(np.float32) + np.float32(0.01)
+    rows = [
+        np.zeros(n),  # all zero
+        np.where(np.arange(n) < half + 1, 0.0, positive),  # more than half zero: median 0
+        np.where(np.arange(n) < half, 0.0, positive),  # exactly half zero: (0 + smallest positive) / 2 when n is even
+        np.where(np.arange(n) < max(half - 1, 0), 0.0, positive),  # just under half zero
+        rng.permutation(np.where(np.arange(n) < half, 0.0, positive)),  # the same, shuffled
+        np.where(np.arange(n) < half, -0.0, positive),  # signed zeros
+        np.maximum(rng.normal(size=n), 0),  # post-ReLU, about half zero
+        np.maximum(rng.normal(0.5, 1.0, size=n), 0),  # post-ReLU, about 30 % zero
+        np.where(rng.random(n) < 0.3, -1.0, np.maximum(rng.normal(size=n), 0)),  # zeros and negatives
+        -positive,  # all negative
+        rng.normal(size=n),  # both signs, no ties
+        np.round(rng.normal(size=n) * 2),  # heavy ties
+        np.full(n, 7.5),  # constant
+        np.where(np.arange(n) == 0, np.nan, positive),  # NaN: the median is NaN
+        np.where(np.arange(n) == n - 1, np.nan, np.zeros(n)),  # NaN among zeros
+        np.where(np.arange(n) % 5 == 0, np.inf, positive),  # +inf
+        np.where(np.arange(n) % 3 == 0, -np.inf, positive),  # -inf
+        np.where(np.arange(n) % 2 == 0, np.inf, -np.inf),  # only infinities
+        np.where(np.arange(n) % 7 == 0, 1e6, np.maximum(rng.normal(size=n), 0)),  # the sample sees only outliers
+        np.sort(positive),  # sorted, and reversed
+        np.sort(positive)[::-1],
+        _below_the_median_on_the_lattice(n),
+    ]
+    return np.stack(rows).astype(np.float32)
+
+
+def _below_the_median_on_the_lattice(n: int) -> np.ndarray:
+    """Ranks 0 .. n//2 - 1 hold 1.0 and include every position of the samples of steps 7, 11 and 13,
+    the rest 2.0: the sample holds only 1.0, so its bracket ends exactly one rank short of
+    the upper middle rank (the bracket must miss, not read past its end)."""
+    row = np.full(n, 2.0)
+    lattice = np.unique(np.concatenate([np.arange(0, n, p) for p in (7, 11, 13)]))
+    rest = np.setdiff1d(np.arange(n), lattice)
+    ones = np.concatenate([lattice, rest])[: n // 2]
+    row[ones] = 1.0
+    return row
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 48, 49, 196, 511, 512, 513, 784, 3136, 3137])
+def test_compiled_median_equals_numpy_median_on_adversarial_rows(n):
+    from fovea_ray.taps.reductions import median_rows
+
+    rows = _adversarial_rows(n, n)
+    expected = np.median(rows, axis=1)
+    for method in ("compiled", "numpy", "auto"):
+        for width in (None, 7, 56):  # 7: a multiple of the first sample step
+            ours = median_rows(torch.from_numpy(rows), width=width, method=method).numpy()
+            assert ours.dtype == np.float32
+            np.testing.assert_array_equal(ours, expected, err_msg=f"{method}, width {width}")  # NaN where numpy's is
+    if n >= 2 and n % 2 == 0:
+        assert ours[2] == rows[2][rows[2] > 0].min() / 2  # exactly half zero: the mean of 0 and the smallest positive
+    assert ours[1] == 0 and ours[0] == 0 and np.isnan(ours[13]) and np.isnan(ours[14])
+
+
+def test_compiled_median_on_many_post_relu_rows_through_the_threads():
+    # 4096 rows x 784 (a layer2 map of ResNet-50 at 224 px, batch 8) split across threads,
+    # mixing rows of every kind above with random post-ReLU rows.
+    from fovea_ray.taps.reductions import median_rows
+
+    rng = np.random.default_rng(3)
+    rows = np.maximum(rng.normal(rng.uniform(-0.5, 0.5, (4096, 1)), 1.0, (4096, 784)), 0).astype(np.float32)
+    rows[::97] = np.resize(_adversarial_rows(784, 5), rows[::97].shape)
+    torch.set_num_threads(2)
+    ours = median_rows(torch.from_numpy(rows), width=28).numpy()
+    np.testing.assert_array_equal(ours, np.median(rows, axis=1))
+
+
+def test_median_method_is_checked():
+    from fovea_ray.taps.reductions import median_rows
+
+    with pytest.raises(ValueError, match="method must be"):
+        median_rows(torch.zeros(2, 3), method="fast")
+
+
+@pytest.mark.parametrize("n", [1, 49, 196, 3136])
+def test_max_from_the_compiled_median_pass_equals_amax(n):
+    # With median and max requested, the max comes from the compiled median's pass.
+    rows = _adversarial_rows(n, n + 1)
+    specs = parse_stats(["median", "max", "mean"])
+    ours = reduce_rows(torch.from_numpy(rows), specs)
+    torch.testing.assert_close(ours[:, 1], torch.from_numpy(rows).amax(1), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(ours[:, 2], torch.from_numpy(rows).mean(1), rtol=0, atol=0, equal_nan=True)
+    sorted_path = reduce_rows(torch.from_numpy(rows), specs, median_backend="torch")
+    torch.testing.assert_close(ours, sorted_path, rtol=0, atol=0, equal_nan=True)

@@ -8,16 +8,27 @@ deep convolutional neural networks", section 3) reduced each 1024 x 60 x 60 map 
 median and max. Top-k pooling follows the "top-k mean" summaries used for
 class-activation maps (e.g. Durand et al., "WILDCAT", CVPR 2017).
 
-On the CPU the exact median comes from a bracketed selection (:func:`median_rows`),
-about 2x faster than sorting each map, with identical values: a lattice sample of
-each row is sorted, two of its order statistics bracket the median's ranks, whole-row
-counts confirm the bracket, and only the values inside it are sorted (about 15 % of
-them). A row whose bracket misses, or that holds NaN or infinities, is sorted whole.
-Top-k means, and other devices, use one full sort per map (``torch.sort`` off the
-CPU). The sorts are numpy's vectorised (AVX-512/AVX2) sorts split across torch's
-threads: on post-ReLU maps, half of whose values are tied at zero, ``np.partition``
-and ``torch.median`` are several times slower (ties slow selection down;
-``benchmarks/README.md``). All paths give the same values (``test_taps_reductions``).
+On the CPU the exact median comes from compiled passes (numba,
+:mod:`fovea_ray.taps.median_numba`): one pass over every row counts its zeros and
+negatives (a row whose two middle ranks both hold a zero, about half the channels of a
+post-ReLU map, has the median 0 with no selection), finds its maximum when ``max`` is
+also asked for, and copies a lattice sample of the other rows; a second pass over those
+rows gathers the values between two order statistics of the sorted sample (about 15 %
+of them), and only these are sorted. A ResNet-50's 16 bottleneck maps at 224 px (batch 8,
+44 M values) take ~75 ms with two threads, against ~180 ms for the numpy bracketed
+selection below and ~720 ms for ``np.median`` (``benchmarks/README.md``).
+
+Without numba the same bracket runs as numpy passes (:func:`median_rows` with
+``method="numpy"``): a lattice sample of each row is sorted, two of its order statistics
+bracket the median's ranks, whole-row counts confirm the bracket, and only the values
+inside it are sorted; rows whose two middle ranks are zeros are found first by two
+counting passes. On both paths a row whose bracket misses, or (numpy path) that holds NaN
+or infinities, is sorted whole, so the value is always exact. Top-k means, and other
+devices, use one full sort per map (``torch.sort`` off the CPU). The sorts are numpy's
+vectorised (AVX-512/AVX2) sorts split across torch's threads: on post-ReLU maps, half of
+whose values are tied at zero, ``np.partition``, ``torch.kthvalue`` and ``torch.median``
+are several times slower (ties slow selection down). All paths give the same values
+(``test_taps_reductions``).
 """
 
 from __future__ import annotations
@@ -179,15 +190,62 @@ def _median_zero_ties(rows: np.ndarray, median) -> np.ndarray:
     return out
 
 
-def median_rows(rows: torch.Tensor, *, width: int | None = None) -> torch.Tensor:
+_COMPILED: object = None  # the compiled median, once looked up; False without numba
+
+
+def _compiled_median():
+    """``median_numba.median_rows_numba``, or None where numba does not import (imported on
+    first use: numba takes ~0.3 s to import)."""
+    global _COMPILED
+    if _COMPILED is None:
+        try:
+            from fovea_ray.taps.median_numba import median_rows_numba
+        except ImportError:
+            median_rows_numba = False
+        _COMPILED = median_rows_numba
+    return _COMPILED or None
+
+
+def _median_max_compiled(
+    array: np.ndarray, width: int | None, *, with_max: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Medians, and the maxima from the same pass when ``with_max``, of the rows of a
+    C-contiguous float32 array by the compiled passes, split across torch's threads."""
+    compiled = _compiled_median()
+    out = np.empty((array.shape[0], 2 if with_max else 1), dtype=np.float32)
+
+    def run(part: np.ndarray, dest: np.ndarray) -> None:
+        maxima = np.empty(part.shape[0], dtype=np.float32) if with_max else None
+        dest[:, 0] = compiled(part, width, maxima)
+        if with_max:
+            dest[:, 1] = maxima
+
+    _split_rows(array, run, out)
+    return out[:, 0].copy(), (out[:, 1].copy() if with_max else None)
+
+
+def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "auto") -> torch.Tensor:
     """Exact per-row medians of a CPU float32 ``(R, n)`` tensor (numpy's definition: the
-    mean of the two middle values), by bracketed selection for rows of at least
-    :data:`BRACKET_MIN_LENGTH` values, else by sorting. ``width``: the map's width when
-    rows are flattened H x W maps (keeps the bracket's sample a lattice)."""
+    mean of the two middle values; NaN for a row holding NaN).
+
+    ``method``: ``"compiled"`` (numba passes, :mod:`fovea_ray.taps.median_numba`), ``"numpy"``
+    (bracketed selection by numpy passes for rows of at least :data:`BRACKET_MIN_LENGTH`
+    values, else sorting), or ``"auto"`` (compiled where numba imports). Both give the same
+    values. ``width``: the map's width when rows are flattened H x W maps (keeps the
+    bracket's sample a lattice)."""
+    if method not in ("auto", "compiled", "numpy"):
+        raise ValueError(f"method must be 'auto', 'compiled' or 'numpy', got {method!r}")
     array = rows.detach().contiguous().numpy()
     if array.dtype != np.float32:
         raise ValueError(f"median_rows needs float32 rows, got {array.dtype}")
     out = np.empty(array.shape[0], dtype=np.float32)
+    compiled = _compiled_median() if method != "numpy" else None
+    if method == "compiled" and compiled is None:
+        raise ValueError("median_rows(method='compiled') needs numba, which does not import here")
+    if array.shape[0] == 0:
+        return torch.from_numpy(out)
+    if compiled is not None:
+        return torch.from_numpy(_median_max_compiled(array, width, with_max=False)[0])
     if array.shape[1] < BRACKET_MIN_LENGTH:
 
         def median(part: np.ndarray) -> np.ndarray:
@@ -210,11 +268,11 @@ def reduce_rows(
     """Reduce each row of ``rows`` (R, N) to the statistics ``specs`` -> (R, S) float32.
 
     ``median_backend`` picks how order statistics are found: ``"numpy"`` (CPU tensors
-    only: the bracketed selection of :func:`median_rows` for medians, one numpy sort per
-    row for top-k means), ``"torch"`` (one ``torch.sort`` per row), or ``"auto"`` (numpy
-    on the CPU, torch elsewhere). All give identical values. ``width``: the maps' width
-    when rows are flattened H x W maps (a hint for the median's sample). Rows must be
-    non-empty.
+    only: :func:`median_rows` for medians, compiled where numba imports, with the max
+    from the same pass; one numpy sort per row for top-k means), ``"torch"`` (one
+    ``torch.sort`` per row), or ``"auto"`` (numpy on the CPU, torch elsewhere). All give
+    identical values. ``width``: the maps' width when rows are flattened H x W maps (a
+    hint for the median's sample). Rows must be non-empty.
     """
     if rows.ndim != 2 or rows.shape[-1] == 0:
         raise ValueError(f"reduce_rows needs a non-empty (R, N) tensor, got shape {tuple(rows.shape)}")
@@ -230,8 +288,15 @@ def reduce_rows(
     kinds = {spec.kind for spec in specs}
     ordered: torch.Tensor | None = None
     median: torch.Tensor | None = None
+    maxima: torch.Tensor | None = None
     if "topk_mean" in kinds or ("median" in kinds and backend == "torch"):
         ordered = _sort_numpy(rows) if backend == "numpy" else rows.sort(dim=-1).values
+    elif "median" in kinds and _compiled_median() is not None:
+        # The compiled median's pass over each row also finds its maximum (exact: no rounding).
+        array = rows.contiguous().numpy()
+        med, top = _median_max_compiled(array, width, with_max="max" in kinds)
+        median = torch.from_numpy(med)
+        maxima = None if top is None else torch.from_numpy(top)
     elif "median" in kinds:
         median = median_rows(rows, width=width)
     out = torch.empty(rows.shape[0], len(specs), dtype=torch.float32, device=rows.device)
@@ -245,7 +310,7 @@ def reduce_rows(
                 median = median.masked_fill(ordered[:, -1].isnan(), math.nan)
             value = median
         elif kind == "max":
-            value = ordered[:, -1] if ordered is not None else rows.amax(dim=-1)
+            value = ordered[:, -1] if ordered is not None else maxima if maxima is not None else rows.amax(dim=-1)
         elif kind == "min":
             value = ordered[:, 0] if ordered is not None else rows.amin(dim=-1)
         elif kind == "std":
