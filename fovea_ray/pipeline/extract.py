@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fovea_ray.errors import FoveaRayError, InputError, one_line
+from fovea_ray.errors import FoveaRayError, InputError, one_line, root_cause
 from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS
 from fovea_ray.pipeline.probe import ModelFacts
 from fovea_ray.pipeline.summary import ExtractSummary
@@ -569,15 +569,7 @@ def _actor_env() -> dict[str, str]:
     return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The user's exception inside a Ray task error (so its one-line message reaches the CLI)."""
-    seen = exc
-    for _ in range(8):
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        if cause is None or cause is seen:
-            break
-        seen = cause
-    return seen
+_cause = root_cause
 
 
 def sustained_rate(arrivals: Sequence[tuple[float, float]]) -> float:
@@ -721,6 +713,10 @@ def extract(
     config = _store_config(df, opts, facts, canvas, cluster.precision)
     store = _open_or_create(out, df, source, config, opts, facts, storage_options)
     plan = ChunkPlan(len(df), opts.chunk_size)
+    # A "complete" store is re-verified too: a deleted or corrupt chunk is recomputed.
+    damaged = store.damage()
+    if damaged:
+        store.repair(damaged, samples=df)
     pending = store.pending_chunks()
     summary = ExtractSummary(
         store=out,
@@ -732,6 +728,7 @@ def extract(
         actors=cluster.actors,
     )
     summary.skipped = len(df) - sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
+    summary.repaired = [d.describe() for d in damaged]
     if not pending:
         summary.complete = True
         store.update_attrs(status="complete")
