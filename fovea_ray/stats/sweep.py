@@ -193,6 +193,7 @@ def run_store_tests(
 
     cfg = config or BatteryConfig()
     run = execution or Execution(use_ray=False)
+    run.check_device()
     store = open_store(store_path)
     main = choose_main_layer(store.layers, main_layer, store.attrs.get("default_layer"))
     todo = layers_to_test(store, layers, all_layers, main, include_controls)
