@@ -36,7 +36,15 @@ def test_a_stalled_run_says_what_it_waits_for(ray_session, manifest, tmp_path): 
 
     # GPU actors awaited on a cluster that will never get a GPU: no chunk can ever be stored.
     with pytest.raises(ClusterError) as err:
-        extract(manifest, tmp_path / "s.zarr", device="cuda", wait_for_resources=True, stall_timeout=8, **KW)
+        extract(
+            manifest,
+            tmp_path / "s.zarr",
+            device="cuda",
+            wait_for_resources=True,
+            stall_timeout=8,
+            shared_path=True,
+            **KW,
+        )
     msg = str(err.value)
     assert "\n" not in msg and msg.startswith("no progress: no chunk stored for 8 s")
     assert "0 samples stored" in msg and "1 GPU each" in msg and "0 GPUs free" in msg
@@ -76,6 +84,8 @@ def test_capacity_rules():
     check_shared_output("/shared/store.zarr", two, shared_path=True)
     check_shared_output("s3://bucket/store.zarr", two)
     check_shared_output("/data/store.zarr", Capacity(2, 0, (2.0,), (0.0,)))
+    with pytest.raises(ClusterError, match="will add GPU nodes"):
+        check_shared_output("/data/store.zarr", Capacity(2, 0, (2.0,), (0.0,)), nodes_to_come=True)
 
 
 def test_watch_stalls_passes_items_and_errors_and_times_out():

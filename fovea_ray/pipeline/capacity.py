@@ -136,16 +136,19 @@ def check_capacity(
         )
 
 
-def check_shared_output(out: str, cap: Capacity, *, shared_path: bool = False) -> None:
+def check_shared_output(out: str, cap: Capacity, *, shared_path: bool = False, nodes_to_come: bool = False) -> None:
     """Refuse a local ``--out`` on a cluster of more than one node, unless declared shared.
 
     Sink tasks run on any node and write the chunks they hold: a local path would
-    scatter the store over the nodes' own disks.
+    scatter the store over the nodes' own disks. ``nodes_to_come``: the run waits for
+    nodes an autoscaler adds (GPU actors on a cluster without GPUs yet), so one node now
+    is not one node later.
     """
-    if cap.n_nodes <= 1 or shared_path or ("://" in out and not out.startswith("file://")):
+    if (cap.n_nodes <= 1 and not nodes_to_come) or shared_path or ("://" in out and not out.startswith("file://")):
         return
+    nodes = f"has {cap.n_nodes} nodes" if cap.n_nodes > 1 else "will add GPU nodes"
     raise ClusterError(
-        f"--out {out}: a local path, but the Ray cluster has {cap.n_nodes} nodes and sink tasks on each "
+        f"--out {out}: a local path, but the Ray cluster {nodes} and sink tasks on each "
         "would write to their own disk; use a path on a filesystem every node shares (and pass "
         "--shared-path) or an object store URL (s3://...)"
     )

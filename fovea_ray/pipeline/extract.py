@@ -754,8 +754,9 @@ def extract(
     timeout = stall_timeout_from_env(stall_timeout)
     connect(address)
     capacity = Capacity.of_cluster()
-    check_shared_output(out, capacity, shared_path=shared_path)
     cluster = _cluster_plan(opts)
+    awaits_gpus = cluster.use_gpu and wait_for_resources and max(capacity.node_gpus, default=0) < 1
+    check_shared_output(out, capacity, shared_path=shared_path, nodes_to_come=awaits_gpus)
     check_capacity(
         capacity,
         use_gpu=cluster.use_gpu,
