@@ -114,3 +114,17 @@ def test_store_without_checksums_opens_unverified(tmp_path):
     ro = open_store(tmp_path / "old.zarr")
     assert not ro.checksummed and ro.damage() == []
     np.testing.assert_array_equal(ro.activations(MAIN)[0:5], chunk_payload(st, 0)[0][MAIN])
+
+
+def test_results_say_whether_the_store_was_verified(tmp_path):
+    from fovea_ray.cluster import Execution
+    from fovea_ray.stats.battery import BatteryConfig
+    from fovea_ray.stats.sweep import UNVERIFIED, run_store_tests
+
+    cfg = BatteryConfig(permutations=0, mmd_permutations=0)
+    run = Execution(use_ray=False)
+    for checksums in (True, False):
+        make(tmp_path / f"{checksums}.zarr", checksums=checksums)
+        doc = run_store_tests(tmp_path / f"{checksums}.zarr", config=cfg, execution=run, include_controls=False)
+        assert doc["store"]["verified"] is checksums
+        assert (UNVERIFIED in doc["warnings"]) is not checksums

@@ -222,8 +222,12 @@ class Store:
             raise
 
     # ------------------------------------------------------------------ reading
-    def _sample_array(self, name: str) -> np.ndarray:
-        arr = self._read(f"{L.SAMPLES}/{name}")
+    def _done_chunks(self) -> list[int] | None:
+        """Indices of the done chunks when reads are verified (None: an unverified store)."""
+        return [int(i) for i in np.flatnonzero(self.chunk_done())] if self.checksummed else None
+
+    def _sample_array(self, name: str, done: Sequence[int] | None = None) -> np.ndarray:
+        arr = self._read(f"{L.SAMPLES}/{name}", done=done)
         if arr.dtype.kind == "T":  # numpy StringDType from Zarr's variable-length strings
             arr = arr.astype(object)
         return np.asarray(arr)
@@ -232,28 +236,33 @@ class Store:
     def samples(self) -> pd.DataFrame:
         """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation,
         eccentricity_deg, anchor_score, done, error, file_name``; ``fixation`` holds (x, y)."""
-        fix = self._sample_array("fixation")
+        done = self._done_chunks()
+
+        def col(name: str) -> np.ndarray:
+            return self._sample_array(name, done)
+
         df = pd.DataFrame(
             {
-                "sample": self._sample_array("sample"),
-                "image_id": self._sample_array("image_id"),
-                "ann_id": self._sample_array("ann_id"),
-                "category_id": self._sample_array("category_id"),
-                "label": self._sample_array("label"),
-                "fixation": list(fix),
-                "eccentricity_deg": self._sample_array("eccentricity_deg"),
-                "anchor_score": self._sample_array("anchor_score"),
-                "done": self._sample_array("done").astype(bool),
-                "error": pd.Series(self._sample_array("error"), dtype=str),
-                "file_name": pd.Series(self._sample_array("file_name"), dtype=str),
+                "sample": col("sample"),
+                "image_id": col("image_id"),
+                "ann_id": col("ann_id"),
+                "category_id": col("category_id"),
+                "label": col("label"),
+                "fixation": list(col("fixation")),
+                "eccentricity_deg": col("eccentricity_deg"),
+                "anchor_score": col("anchor_score"),
+                "done": col("done").astype(bool),
+                "error": pd.Series(col("error"), dtype=str),
+                "file_name": pd.Series(col("file_name"), dtype=str),
             }
         )
         return df
 
     def good(self) -> np.ndarray:
         """Boolean mask (N,) of samples that are done without error."""
-        done = self._sample_array("done").astype(bool)
-        err = self._sample_array("error")
+        chunks = self._done_chunks()
+        done = self._sample_array("done", chunks).astype(bool)
+        err = self._sample_array("error", chunks)
         return done & np.array([e == "" for e in err], dtype=bool)
 
     def activations(self, layer: str, *, stats: Sequence[str] | None = None) -> np.ndarray:
