@@ -2,10 +2,16 @@
 
 The cluster runs in its own process (tests/multinode_run.py): a ``ray.cluster_utils``
 cluster cannot share a process with the session's ``ray.init``. Two 1-CPU worker nodes
-hold all the work. Losing the node with the model actor used to hang for ever (the
-restarted actor held the survivor's only CPU, so no read or sink task could run); a local
-``--out`` on several nodes was accepted. Now the survivor finishes the run, a killed actor
-is restarted, both stores equal the uninterrupted one, and the local path is refused.
+hold all the work. The node with the model actor is killed mid-run, and the actor's
+process is killed mid-run: the survivor finishes each run and both stores equal the
+uninterrupted one, value for value. A local ``--out`` on several nodes, accepted before,
+is refused before any work starts (this part fails on the code before issue 14).
+
+The issue's hang (a 1+1-CPU cluster whose surviving actor holds the only CPU) did not
+reproduce here with the actor's CPU cap disabled: Ray placed the work so that the run
+finished. The cap (:func:`fovea_ray.pipeline.capacity.actor_cpus_cap`) stays as a guard,
+and the stall timeout (tests/test_extract_capacity.py) turns any remaining hang into one
+line.
 """
 
 from __future__ import annotations
