@@ -20,7 +20,9 @@ def _layer(rng, n, C, shift, name, figure_data):
     y = np.repeat([0, 1], n // 2)
     v = rng.gamma(2.0, 1.0, size=(n, C, 2))
     v[y == 1, : C // 4, 1] += shift  # a quarter of the channels' max is higher for type 1
-    cfg = BatteryConfig(permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50, alpha=0.01)
+    cfg = BatteryConfig(
+        permutations=30, full_permutations=20, mmd_permutations=50, odds_permutations=50, alpha=0.01
+    )
     return run_battery(v, y, ["mean", "max"], cfg, name=name, figure_data=figure_data)
 
 

@@ -104,7 +104,9 @@ def test_full_permutation_many_matches_single_data_set(null_runs):
     obs, null = full_permutation_many(
         X[None], y[None], mask[None], n_permutations=9, seeds=[7], test_size=0.5, group_size=4
     )
-    single = full_permutation_null(X, y, res.fit.train_index, n_permutations=9, seed=7, test_size=0.5, group_size=4)
+    single = full_permutation_null(
+        X, y, res.fit.train_index, n_permutations=9, seed=7, test_size=0.5, group_size=4
+    )
     assert single.n_permutations == 11 and null.shape == (1, 11)  # 3 groups of 4
     assert single.observed_accuracy == pytest.approx(obs[0])
     np.testing.assert_allclose(single.null_accuracies, null[0])
