@@ -207,6 +207,30 @@ class Execution:
     device: str = "cpu"
     progress: bool = False
 
+    def check_device(self) -> None:
+        """Refuse ``device="cuda"`` where no GPU can run it (one line), instead of waiting or
+        silently computing elsewhere: in this process, torch must see CUDA; on Ray, the
+        cluster must have a GPU (tasks asking for one would never be scheduled)."""
+        from fovea_ray.errors import ClusterError
+
+        if not str(self.device).startswith("cuda"):
+            return
+        if not self.use_ray:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ClusterError("--device cuda --local: torch sees no CUDA device in this process; use --device cpu")
+            return
+        import ray
+
+        connect(self.address)
+        res = ray.cluster_resources()
+        if float(res.get("GPU", 0)) < 1:
+            raise ClusterError(
+                f"--device cuda: the Ray cluster has no GPU ({res.get('CPU', 0):g} CPUs, 0 GPUs); "
+                "its tasks would never start: use --device cpu"
+            )
+
     def executor(self):
         """The :mod:`fovea_ray.stats.executor` executor these settings describe."""
         if not self.use_ray:

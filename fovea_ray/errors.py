@@ -15,6 +15,29 @@ class InputError(FoveaRayError, ValueError):
     """An input file or value is unreadable or invalid."""
 
 
+class DamagedStoreError(FoveaRayError):
+    """A store's chunk is missing or fails its checksum (the message names it and the repair)."""
+
+
+class ClusterError(FoveaRayError):
+    """The Ray cluster cannot run the plan (missing resources, no progress, unshared storage)."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The user's exception inside a Ray task error (so its one-line message reaches the CLI).
+
+    Ray wraps an exception raised in a task or actor in a ``RayTaskError`` whose ``cause``
+    is the original; wrappers may nest (a Ray Data operator around a task).
+    """
+    seen = exc
+    for _ in range(8):
+        cause = getattr(seen, "cause", None) or seen.__cause__
+        if cause is None or cause is seen:
+            break
+        seen = cause
+    return seen
+
+
 def one_line(message: object, limit: int = 2000) -> str:
     """``message`` with its whitespace collapsed to single spaces, cut to ``limit`` characters.
 

@@ -46,13 +46,14 @@ def _root(
 
 def _register() -> None:
     # Imported here so each command module stays independent of the others.
-    from fovea_ray.cli import convert, extract, foveate, info, prepare, pretrain, report, run, test, train
+    from fovea_ray.cli import convert, extract, foveate, info, prepare, pretrain, report, run, test, train, verify
 
     app.command("run")(run.run)
     app.command("prepare")(prepare.prepare)
     app.command("extract")(extract.extract)
     app.command("test")(test.test)
     app.command("report")(report.report)
+    app.command("verify")(verify.verify)
     app.command("foveate")(foveate.foveate)
     app.command("train")(train.train)
     app.command("pretrain")(pretrain.pretrain)

@@ -57,6 +57,23 @@ def extract(
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Ray Data progress bars."),
+    shared_path: bool = typer.Option(
+        False,
+        "--shared-path",
+        help="--out is a local path on a filesystem every node shares (NFS, EFS); without it a local "
+        "--out on a multi-node cluster is refused.",
+    ),
+    wait_for_resources: bool = typer.Option(
+        False,
+        "--wait-for-resources",
+        help="With --device cuda, start although the cluster has no GPU yet (an autoscaler adds GPU nodes).",
+    ),
+    stall_timeout: float | None = typer.Option(
+        None,
+        "--stall-timeout",
+        help="Stop with a message after this many seconds without a stored chunk "
+        "(default: $FOVEA_RAY_STALL_TIMEOUT, else 600; 0: wait for ever).",
+    ),
 ) -> None:
     """Tap the network on every manifest sample and write the reductions to a Zarr store.
 
@@ -89,5 +106,8 @@ def extract(
         num_actors=num_actors,
         precision=precision,
         progress=progress,
+        shared_path=shared_path,
+        wait_for_resources=wait_for_resources,
+        stall_timeout=stall_timeout,
     )
     typer.echo(summary.format())

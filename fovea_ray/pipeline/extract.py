@@ -35,8 +35,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from fovea_ray.errors import FoveaRayError, InputError, one_line
+from fovea_ray.errors import ClusterError, FoveaRayError, InputError, one_line, root_cause
 from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS
+from fovea_ray.pipeline.capacity import (
+    Capacity,
+    actor_cpus_cap,
+    check_capacity,
+    check_shared_output,
+    stall_timeout_from_env,
+    waiting_for,
+    watch_stalls,
+)
 from fovea_ray.pipeline.probe import ModelFacts
 from fovea_ray.pipeline.summary import ExtractSummary
 
@@ -294,14 +303,7 @@ def _cluster_plan(opts: ExtractOptions) -> ClusterPlan:
         num_actors = max(1, gpus) if use_gpu else max(1, cpus // 4)
     if num_actors < 1:
         raise InputError(f"num_actors must be >= 1, got {num_actors}")
-    if use_gpu and gpus == 0:
-        import warnings
-
-        warnings.warn(
-            "GPU actors requested but the cluster has no GPU now: the run waits until the "
-            "autoscaler adds GPU nodes (use --device cpu on a machine without GPUs)",
-            stacklevel=3,
-        )
+    # GPUs asked for on a cluster without any: refused (or awaited) by check_capacity.
     threads = opts.torch_threads
     if threads is None:
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
@@ -313,6 +315,10 @@ def _cluster_plan(opts: ExtractOptions) -> ClusterPlan:
     actor_cpus = (
         1.0 if use_gpu else max(0.25, min(float(threads), (float(res.get("CPU", 1)) - 1.0) / num_actors, 1.0 * threads))
     )
+    if not use_gpu:
+        # ...and half a CPU on the actor's node even when it is the only node left.
+        alive = tuple(float(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive"))
+        actor_cpus = min(actor_cpus, actor_cpus_cap(alive or (float(cpus),)))
     return ClusterPlan(
         use_gpu=use_gpu,
         actors=int(num_actors),
@@ -519,15 +525,39 @@ def _build_dataset(
 
 
 def _drain(
-    ds, df: pd.DataFrame, store: Store, summary: ExtractSummary, on_chunk: Callable[[dict], None] | None
+    ds,
+    df: pd.DataFrame,
+    store: Store,
+    summary: ExtractSummary,
+    on_chunk: Callable[[dict], None] | None,
+    stall_timeout: float = 0.0,
+    cluster: ClusterPlan | None = None,
 ) -> ExtractSummary:
-    """Pull the stored chunks' counts into ``summary``; the store's status says how it ended."""
+    """Pull the stored chunks' counts into ``summary``; the store's status says how it ended.
+
+    With ``stall_timeout`` > 0, no stored chunk for that long stops the run with a
+    :class:`fovea_ray.errors.ClusterError` saying what the plan waits for.
+    """
     file_names = df["file_name"].astype(str).to_numpy()
     store.update_attrs(status="running")
     t0 = time.perf_counter()
     arrivals: list[tuple[float, int]] = []  # (seconds, samples so far) as chunks are stored
+
+    def explain() -> str:
+        import ray
+
+        done = arrivals[-1][1] if arrivals else 0
+        plan = cluster or ClusterPlan(False, 1, 1, "fp32", 1.0)
+        return f"{done} samples stored by this run; " + waiting_for(
+            Capacity.of_cluster(),
+            ray.available_resources(),
+            use_gpu=plan.use_gpu,
+            actors=plan.actors,
+            actor_cpus=plan.actor_cpus,
+        )
+
     try:
-        for row in ds.iter_rows():
+        for row in watch_stalls(ds.iter_rows(), stall_timeout, explain):
             now = time.perf_counter()
             arrivals.append((now - t0, (arrivals[-1][1] if arrivals else 0) + int(row["n"])))
             failures = json.loads(row["failures"])
@@ -547,7 +577,7 @@ def _drain(
                 on_chunk(
                     {"chunk": int(row["chunk"]), "n": int(row["n"]), "n_failed": len(failures), "elapsed_s": now - t0}
                 )
-    except InputError:
+    except (InputError, ClusterError):
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray
         cause = _cause(exc)
@@ -578,15 +608,7 @@ def _actor_env() -> dict[str, str]:
     return {"OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 
-def _cause(exc: BaseException) -> BaseException:
-    """The user's exception inside a Ray task error (so its one-line message reaches the CLI)."""
-    seen = exc
-    for _ in range(8):
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        if cause is None or cause is seen:
-            break
-        seen = cause
-    return seen
+_cause = root_cause
 
 
 def sustained_rate(arrivals: Sequence[tuple[float, float]]) -> float:
@@ -630,6 +652,9 @@ def extract(
     storage_options: dict | None = None,
     progress: bool = True,
     on_chunk: Callable[[dict], None] | None = None,
+    shared_path: bool = False,
+    wait_for_resources: bool = False,
+    stall_timeout: float | None = None,
 ) -> ExtractSummary:
     """Extract tapped, reduced activations for every manifest sample into a Zarr store.
 
@@ -686,6 +711,16 @@ def extract(
     on_chunk : callable, optional
         Called in the driver as each chunk is stored, with ``{"chunk", "n", "n_failed",
         "elapsed_s"}`` (progress reporting, benchmarks).
+    shared_path : bool
+        ``out`` is a local path on a filesystem every node shares (NFS, Lustre, EFS): a
+        local ``out`` on a cluster of more than one node is refused without it.
+    wait_for_resources : bool
+        Start even when the cluster has no GPU for ``device="cuda"`` (an autoscaling
+        cluster adds GPU nodes on demand); the stall timeout still bounds the wait.
+    stall_timeout : float, optional
+        Seconds without a stored chunk before the run stops with a message saying what
+        it waits for (default ``$FOVEA_RAY_STALL_TIMEOUT``, else 600; 0: wait for ever).
+        Chunks already stored stay done: rerun to resume.
 
     Returns
     -------
@@ -697,6 +732,9 @@ def extract(
     InputError
         Unreadable manifest, a store made with a different config, or (with ``strict``)
         the first failed sample.
+    ClusterError
+        The cluster cannot run the plan (no GPU for ``device="cuda"``, too few CPUs, a
+        local ``out`` on several nodes), or no chunk was stored for ``stall_timeout`` s.
     """
     from fovea_ray.cluster import connect
     from fovea_ray.pipeline.actor import ModelSpec
@@ -722,14 +760,29 @@ def extract(
     df, source = _load_manifest(manifest)
     canvas, ppd = _manifest_geometry(df, source)
     out = os.fspath(out)
+    timeout = stall_timeout_from_env(stall_timeout)
     connect(address)
+    capacity = Capacity.of_cluster()
     cluster = _cluster_plan(opts)
+    awaits_gpus = cluster.use_gpu and wait_for_resources and max(capacity.node_gpus, default=0) < 1
+    check_shared_output(out, capacity, shared_path=shared_path, nodes_to_come=awaits_gpus)
+    check_capacity(
+        capacity,
+        use_gpu=cluster.use_gpu,
+        actors=cluster.actors,
+        actor_cpus=cluster.actor_cpus,
+        wait_for_resources=wait_for_resources,
+    )
     facts = _probe(opts, canvas, ppd)
 
     # 2. Open or resume the store (a different config is refused).
     config = _store_config(df, opts, facts, canvas, cluster.precision)
     store = _open_or_create(out, df, source, config, opts, facts, storage_options)
     plan = ChunkPlan(len(df), opts.chunk_size)
+    # A "complete" store is re-verified too: a deleted or corrupt chunk is recomputed.
+    damaged = store.damage()
+    if damaged:
+        store.repair(damaged, samples=df)
     pending = store.pending_chunks()
     summary = ExtractSummary(
         store=out,
@@ -741,6 +794,7 @@ def extract(
         actors=cluster.actors,
     )
     summary.skipped = len(df) - sum(plan.bounds(i)[1] - plan.bounds(i)[0] for i in pending)
+    summary.repaired = [d.describe() for d in damaged]
     if not pending:
         summary.complete = True
         store.update_attrs(status="complete")
@@ -761,4 +815,4 @@ def extract(
         torch_threads=None if cluster.use_gpu else cluster.torch_threads,
     )
     ds = _build_dataset(_chunk_rows(df, plan, pending), spec, cluster, out, opts, storage_options, progress)
-    return _drain(ds, df, store, summary, on_chunk)
+    return _drain(ds, df, store, summary, on_chunk, stall_timeout=timeout, cluster=cluster)

@@ -41,6 +41,9 @@ class ExtractSummary:
     model_seconds: float = 0.0
     forward_seconds: float = 0.0
     write_seconds: float = 0.0
+    #: Damaged chunks found by the verification before the run (missing, or failing their
+    #: checksum), each described in words; they were marked not done and recomputed.
+    repaired: list[str] = field(default_factory=list)
 
     @property
     def forward_share(self) -> float:
@@ -80,6 +83,11 @@ class ExtractSummary:
             f"  model stage: {self.model_seconds:.1f} s, {100 * self.forward_share:.0f}% of it in the tapped forward; "
             f"store writes: {self.write_seconds:.1f} s",
         ]
+        if self.repaired:
+            lines.append(f"  damaged chunks found and recomputed ({len(self.repaired)}):")
+            lines.extend(f"    {d}" for d in self.repaired[:MAX_LISTED])
+            if len(self.repaired) > MAX_LISTED:
+                lines.append(f"    ... and {len(self.repaired) - MAX_LISTED} more")
         if self.failures:
             lines.append(f"  failed samples ({self.failed}; reasons are in samples/error):")
             for sample, name, reason in self.failures[:MAX_LISTED]:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from fovea_ray.cluster import Execution
-from fovea_ray.errors import InputError
+from fovea_ray.errors import FoveaRayError, InputError, root_cause
 from fovea_ray.names import HF_ENERGY, STUDY_LAYER, canonical_stats
 from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
 from fovea_ray.stats.results import build_results
@@ -36,6 +36,9 @@ __all__ = [
 ]
 
 CONTROLS = "controls/pixels"
+
+#: The note on a store made before chunk checksums: its values are read as they are.
+UNVERIFIED = "store: made without chunk checksums, so its values are unverified (damage cannot be detected)"
 
 
 def choose_main_layer(layers: Sequence[str], requested: str | None = None, default: str | None = None) -> str:
@@ -222,6 +225,7 @@ def run_store_tests(
 
     cfg = config or BatteryConfig()
     run = execution or Execution(use_ray=False)
+    run.check_device()
     store = open_store(store_path)
     main = choose_main_layer(store.layers, main_layer, store.attrs.get("default_layer"))
     todo = layers_to_test(store, layers, all_layers, main, include_controls)
@@ -233,7 +237,11 @@ def run_store_tests(
 
     executor = run.executor()
     task = partial(_layer_task, str(store.path), stats, cfg, main, run.device, sample_list)
-    records = dict(executor(task, todo))
+    try:
+        records = dict(executor(task, todo))
+    except FoveaRayError as exc:  # raised in a Ray task (a damaged chunk): its one line, not Ray's
+        cause = root_cause(exc)
+        raise type(cause)(str(cause)) from None
     if cfg.full_permutations > 0:
         vals, y, names, _ = layer_values(store, main, stats, sample_list)
         add_full_permutation(
@@ -241,6 +249,8 @@ def run_store_tests(
         )
     attrs = store.attrs
     store_info = {k: attrs.get(k) for k in ("status", "weights_checksum", "config")}
+    store_info["verified"] = store.checksummed
+    notes = [] if store.checksummed else [UNVERIFIED]
     config_doc = {**cfg.to_dict(), **run.to_record(), "layers": todo, "main_layer": main, "stats": stats}
     used = store.samples[used_mask(store, sample_list)]
     doc = build_results(
@@ -249,6 +259,7 @@ def run_store_tests(
         config=config_doc,
         samples=summary,
         store={"path": str(store.path), **store_info},
+        warnings=notes,
     )
     doc["split"] = held_out_split(doc["layers"], used["sample"].to_numpy(), used["label"].to_numpy(), cfg)
     return doc

@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fovea_ray.errors import InputError
+from fovea_ray.errors import DamagedStoreError, InputError
 from fovea_ray.names import canonical_stats
+from fovea_ray.store import integrity
 from fovea_ray.store import layout as L
+from fovea_ray.store.integrity import Damage
 
 
 def _zarr():
@@ -57,6 +59,11 @@ class Store:
     Sample rows are final once ``done`` is true; a sample that failed (unreadable image)
     is done with a non-empty ``error`` and NaN activations, so the analysable samples
     are ``done & (error == "")`` (:meth:`good`).
+
+    Reads of a checksummed store (:attr:`checksummed`) are verified: a chunk that is
+    missing or fails its crc32c raises :class:`fovea_ray.errors.DamagedStoreError` naming
+    it, so no damaged value is ever returned. Stores made before checksums open as
+    *unverified*.
     """
 
     def __init__(self, path: str | os.PathLike, *, mode: str = "r", storage_options: dict | None = None) -> None:
@@ -136,9 +143,91 @@ class Store:
         """Statistic names along the last axis of :meth:`controls`."""
         return list(self._root[f"{L.CONTROLS}/{L.VALUES}"].attrs["stat_names"])
 
+    # ------------------------------------------------------------------ integrity
+    @property
+    def checksummed(self) -> bool:
+        """Whether every chunk carries a crc32c checksum (stores made before checksums: False)."""
+        return self._meta.get("checksum") == integrity.CHECKSUM
+
+    def _expected_chunks(self, path: str, done: Sequence[int]) -> Sequence[int] | None:
+        """The chunks of array ``path`` that must have an object (None: all of them)."""
+        name = path.rsplit("/", 1)[-1]
+        if path.startswith(f"{L.SAMPLES}/"):
+            if name == "done":
+                return done  # a pending chunk may have no flags yet
+            return done if name in L.RESULT_ARRAYS else None
+        return done if name == L.VALUES else None
+
+    def _checked_arrays(self) -> list[str]:
+        """Every array path of the store, samples first."""
+        paths = [f"{L.SAMPLES}/{name}" for name in L.SAMPLE_ARRAYS]
+        for layer in self.layers:
+            paths += [f"{L.layer_group(layer)}/{L.VALUES}", f"{L.layer_group(layer)}/{L.DIM_STAT}"]
+        paths += [f"{L.CONTROLS}/{L.VALUES}", f"{L.CONTROLS}/{L.DIM_STAT}", f"{L.CONTROLS}/{L.DIM_RGB}"]
+        return paths
+
+    def damage(self, paths: Sequence[str] | None = None, *, checksums: bool = True) -> list[Damage]:
+        """Every damaged chunk of the arrays at ``paths`` (default: all arrays).
+
+        A chunk is damaged when its object is missing although it must exist (every
+        chunk of the manifest-derived arrays, the done chunks of the results) or when its
+        crc32c does not match (``checksums``). An unverified store (:attr:`checksummed`
+        False) reports nothing: its empty chunks were never written, so a missing object
+        proves nothing.
+        """
+        if not self.checksummed:
+            return []
+        done = [int(i) for i in np.flatnonzero(self.chunk_done())]
+        arrays = []
+        for path in paths or self._checked_arrays():
+            try:
+                arr = self._root[path]
+            except KeyError:
+                continue
+            arrays.append((path, arr, self._expected_chunks(path, done)))
+        return integrity.find_damage(arrays, chunk_size=self.chunk_size, n_samples=self.n_samples, checksums=checksums)
+
+    def _raise_damage(self, found: Sequence[Damage]) -> None:
+        first = found[0]
+        more = f" (and {len(found) - 1} more; `fovea-ray verify {self.path}` lists them)" if len(found) > 1 else ""
+        err = DamagedStoreError(
+            f"{self.path}: damaged chunk {first.describe()}{more}; {integrity.repair_hint(self.path)}"
+        )
+        err.damage = [d.to_record() for d in found]
+        raise err
+
+    def _read(self, path: str, *, done: Sequence[int] | None = None) -> np.ndarray:
+        """All of array ``path``, verified: a missing or corrupt chunk raises DamagedStoreError.
+
+        The happy path costs one listing: the crc32c of every chunk is checked by Zarr's
+        codec pipeline as it decodes; only when a decode fails are the raw objects
+        checked one by one to name the culprit.
+        """
+        arr = self._root[path]
+        if not self.checksummed:
+            return arr[...]
+        if done is None:
+            done = [int(i) for i in np.flatnonzero(self.chunk_done())]
+        spec = [(path, arr, self._expected_chunks(path, done))]
+        kw = dict(chunk_size=self.chunk_size, n_samples=self.n_samples)
+        missing = integrity.find_damage(spec, checksums=False, **kw)
+        if missing:
+            self._raise_damage(missing)
+        try:
+            return arr[...]
+        except Exception:
+            found = integrity.find_damage(spec, checksums=True, **kw)
+            if found:
+                self._raise_damage(found)
+            raise
+
     # ------------------------------------------------------------------ reading
-    def _sample_array(self, name: str) -> np.ndarray:
-        arr = self._root[f"{L.SAMPLES}/{name}"][...]
+    def _done_chunks(self) -> list[int] | None:
+        """Indices of the done chunks when reads are verified (None: an unverified store)."""
+        return [int(i) for i in np.flatnonzero(self.chunk_done())] if self.checksummed else None
+
+    def _sample_array(self, name: str, done: Sequence[int] | None = None) -> np.ndarray:
+        arr = self._read(f"{L.SAMPLES}/{name}", done=done)
         if arr.dtype.kind == "T":  # numpy StringDType from Zarr's variable-length strings
             arr = arr.astype(object)
         return np.asarray(arr)
@@ -147,28 +236,33 @@ class Store:
     def samples(self) -> pd.DataFrame:
         """One row per sample: ``sample, image_id, ann_id, category_id, label, fixation,
         eccentricity_deg, anchor_score, done, error, file_name``; ``fixation`` holds (x, y)."""
-        fix = self._sample_array("fixation")
+        done = self._done_chunks()
+
+        def col(name: str) -> np.ndarray:
+            return self._sample_array(name, done)
+
         df = pd.DataFrame(
             {
-                "sample": self._sample_array("sample"),
-                "image_id": self._sample_array("image_id"),
-                "ann_id": self._sample_array("ann_id"),
-                "category_id": self._sample_array("category_id"),
-                "label": self._sample_array("label"),
-                "fixation": list(fix),
-                "eccentricity_deg": self._sample_array("eccentricity_deg"),
-                "anchor_score": self._sample_array("anchor_score"),
-                "done": self._sample_array("done").astype(bool),
-                "error": pd.Series(self._sample_array("error"), dtype=str),
-                "file_name": pd.Series(self._sample_array("file_name"), dtype=str),
+                "sample": col("sample"),
+                "image_id": col("image_id"),
+                "ann_id": col("ann_id"),
+                "category_id": col("category_id"),
+                "label": col("label"),
+                "fixation": list(col("fixation")),
+                "eccentricity_deg": col("eccentricity_deg"),
+                "anchor_score": col("anchor_score"),
+                "done": col("done").astype(bool),
+                "error": pd.Series(col("error"), dtype=str),
+                "file_name": pd.Series(col("file_name"), dtype=str),
             }
         )
         return df
 
     def good(self) -> np.ndarray:
         """Boolean mask (N,) of samples that are done without error."""
-        done = self._sample_array("done").astype(bool)
-        err = self._sample_array("error")
+        chunks = self._done_chunks()
+        done = self._sample_array("done", chunks).astype(bool)
+        err = self._sample_array("error", chunks)
         return done & np.array([e == "" for e in err], dtype=bool)
 
     def activations(self, layer: str, *, stats: Sequence[str] | None = None) -> np.ndarray:
@@ -177,8 +271,8 @@ class Store:
         ``stats`` selects (and orders) a subset of :meth:`stat_names`, by any spelling
         :func:`fovea_ray.names.canonical_stats` admits (``MEAN``, ``topk_mean``).
         """
-        values = self._layer_values(layer)
-        out = np.asarray(values[...], dtype=np.float32)
+        self._layer_values(layer)  # a KeyError naming the layers when it is not one
+        out = np.asarray(self._read(f"{L.layer_group(layer)}/{L.VALUES}"), dtype=np.float32)
         if stats is not None:
             try:
                 stats = canonical_stats(stats)
@@ -193,12 +287,13 @@ class Store:
 
     def controls(self) -> np.ndarray:
         """``(N, 3, S')`` float32 pixel statistics of the model input (per RGB channel)."""
-        return np.asarray(self._root[f"{L.CONTROLS}/{L.VALUES}"][...], dtype=np.float32)
+        return np.asarray(self._read(f"{L.CONTROLS}/{L.VALUES}"), dtype=np.float32)
 
     def chunk_done(self) -> np.ndarray:
         """``(n_chunks,)`` bool: a chunk is done when every one of its samples is.
 
-        A chunk whose ``done`` object cannot be read counts as not done (it is redone).
+        A chunk whose ``done`` object cannot be read counts as not done (it is redone;
+        :meth:`damage` reports it).
         """
         arr = self._root[f"{L.SAMPLES}/done"]
         out = np.zeros(self.n_chunks, dtype=bool)
@@ -315,19 +410,64 @@ class Store:
         if len(error) != k:
             raise ValueError(f"write_chunk: {len(error)} error strings, chunk {chunk_index} has {k} samples")
 
-        for layer, arr in checked.items():
-            self._root[f"{L.layer_group(layer)}/{L.VALUES}"][a:b] = arr
-        self._root[f"{L.CONTROLS}/{L.VALUES}"][a:b] = controls
-        self._root[f"{L.SAMPLES}/anchor_score"][a:b] = anchor_score
-        self._root[f"{L.SAMPLES}/error"][a:b] = np.array(error, dtype=np.dtypes.StringDType())
-        # Last: only now is the chunk complete.
-        self._root[f"{L.SAMPLES}/done"][a:b] = np.ones(k, dtype=bool)
+        with integrity.write_config():
+            for layer, arr in checked.items():
+                self._root[f"{L.layer_group(layer)}/{L.VALUES}"][a:b] = arr
+            self._root[f"{L.CONTROLS}/{L.VALUES}"][a:b] = controls
+            self._root[f"{L.SAMPLES}/anchor_score"][a:b] = anchor_score
+            self._root[f"{L.SAMPLES}/error"][a:b] = np.array(error, dtype=np.dtypes.StringDType())
+            # Last: only now is the chunk complete.
+            self._root[f"{L.SAMPLES}/done"][a:b] = np.ones(k, dtype=bool)
+
+    def mark_not_done(self, chunks: Sequence[int]) -> None:
+        """Clear the done flags of ``chunks``, so the next ``extract`` recomputes them."""
+        self._require_writable()
+        with integrity.write_config():
+            for i in sorted({int(c) for c in chunks}):
+                a, b = self.plan.bounds(i)
+                self._root[f"{L.SAMPLES}/done"][a:b] = np.zeros(b - a, dtype=bool)
+
+    def repair(self, found: Sequence[Damage], samples: pd.DataFrame | None = None) -> list[int]:
+        """Make the damaged chunks recomputable; returns the sample chunks marked not done.
+
+        Every sample chunk named in ``found`` loses its done flags (its results are
+        recomputed by the next ``extract``). Damaged manifest-derived rows are rewritten
+        from ``samples`` (the manifest; ``extract`` passes it), and damaged coordinate
+        arrays from the stat names in the arrays' attributes.
+        """
+        self._require_writable()
+        chunks = sorted({d.chunk for d in found if d.samples is not None})
+        self.mark_not_done(chunks)
+        derived = {d.chunk for d in found if d.samples is not None and _is_derived(d.array)}
+        with integrity.write_config():
+            if derived and samples is not None:
+                sources = _sample_sources(samples.reset_index(drop=True), self.n_samples)
+                for name in sources:
+                    arr = self._root[f"{L.SAMPLES}/{name}"]
+                    values = sources[name]()
+                    for i in sorted(derived):
+                        a, b = self.plan.bounds(i)
+                        arr[a:b] = values[a:b]
+            for d in found:
+                if d.samples is None:
+                    parent, name = d.array.rsplit("/", 1)
+                    names = (
+                        ["r", "g", "b"] if name == L.DIM_RGB else self._root[f"{parent}/{L.VALUES}"].attrs["stat_names"]
+                    )
+                    self._root[d.array][...] = np.array(list(names), dtype=np.dtypes.StringDType())
+        return chunks
 
     def update_attrs(self, **attrs: Any) -> None:
         """Merge ``attrs`` into the root attributes (the driver's status updates)."""
         self._require_writable()
         self._root.attrs.update(attrs)
         _consolidate(self._root.store)
+
+
+def _is_derived(path: str) -> bool:
+    """Whether ``path`` is a sample array copied from the manifest at creation."""
+    prefix = f"{L.SAMPLES}/"
+    return path.startswith(prefix) and path[len(prefix) :] not in L.RESULT_ARRAYS
 
 
 def _column(
@@ -353,80 +493,8 @@ def _column(
     return np.full(shape, default, dtype=dtype)
 
 
-def _group(root: Any, path: str) -> Any:
-    """Create ``path`` and its parents (Zarr v3 has no implicit groups)."""
-    g = root
-    for part in path.split("/"):
-        g = g.require_group(part)
-    return g
-
-
-def create_store(
-    path: str | os.PathLike,
-    *,
-    n_samples: int,
-    layers: Mapping[str, tuple[int, Sequence[str]]],
-    control_stats: Sequence[str],
-    chunk_size: int,
-    samples: pd.DataFrame,
-    attrs: Mapping[str, Any],
-    overwrite: bool = False,
-    storage_options: dict | None = None,
-) -> Store:
-    """Create an empty store for ``n_samples`` samples and return it opened for writing.
-
-    Parameters
-    ----------
-    path : str or PathLike
-        the ``.zarr`` directory (or an fsspec URL) to create.
-    n_samples : int
-        N, the number of manifest rows.
-    layers : Mapping
-        ``{layer: (channels, stat names)}`` in network depth order.
-    control_stats : sequence of str
-        names of the pixel-control statistics S'.
-    chunk_size : int
-        K, samples per chunk (the unit of work and of resume).
-    samples : pandas.DataFrame
-        the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
-        the fixation (x, y) is read from ``fixation`` (the store's name), ``fixation_xy`` (the
-        manifest file's) or, from older tables, ``fixation_x``/``fixation_y``).
-    attrs : Mapping
-        root attributes (config, versions, weights_checksum, foveation, status).
-    overwrite : bool, optional
-        replace an existing store at ``path`` (otherwise it is an error).
-    """
-    zarr = _zarr()
-    n = int(n_samples)
-    plan = L.ChunkPlan(n, int(chunk_size))
-    if len(samples) != n:
-        raise InputError(f"samples table has {len(samples)} rows, n_samples is {n}")
-    if not layers:
-        raise ValueError("create_store: at least one layer is required")
-    for name in layers:
-        L.validate_layer_name(name)
-    target = _as_store_path(path)
-    if not overwrite and not _is_remote(target) and Path(target).exists():
-        raise InputError(f"{target}: already exists (open it to resume, or pass overwrite=True)")
-
-    meta = {
-        "format": L.FORMAT,
-        "format_version": L.FORMAT_VERSION,
-        "n_samples": n,
-        "chunk_size": plan.chunk_size,
-        "layers": list(layers),
-        "control_stats": list(control_stats),
-    }
-    final_status = dict(attrs).get("status", "created")
-    # "creating" until every array exists: an interrupted creation is recognisable (and redone).
-    root_attrs = {**dict(attrs), "status": "creating", "store": meta}
-    root = zarr.open_group(
-        target, mode="w" if overwrite else "w-", attributes=root_attrs, storage_options=storage_options
-    )
-    K = plan.chunk_size
-
-    # samples/
-    sg = root.create_group(L.SAMPLES)
+def _sample_sources(samples: pd.DataFrame, n: int) -> dict[str, Any]:
+    """``{sample array: () -> values (N, ...)}`` for the arrays copied from the manifest."""
     fixation = None
     if "fixation" in samples.columns:
         fixation = _column(samples, "fixation", n, "float64", width=2, default=np.nan)
@@ -452,6 +520,91 @@ def create_store(
         "bbox": lambda: _column(samples, "bbox", n, "float64", width=4, default=np.nan),
         "file_name": lambda: _column(samples, "file_name", n, "str", default=""),
     }
+    return sources
+
+
+def _group(root: Any, path: str) -> Any:
+    """Create ``path`` and its parents (Zarr v3 has no implicit groups)."""
+    g = root
+    for part in path.split("/"):
+        g = g.require_group(part)
+    return g
+
+
+def create_store(
+    path: str | os.PathLike,
+    *,
+    n_samples: int,
+    layers: Mapping[str, tuple[int, Sequence[str]]],
+    control_stats: Sequence[str],
+    chunk_size: int,
+    samples: pd.DataFrame,
+    attrs: Mapping[str, Any],
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    checksums: bool = True,
+) -> Store:
+    """Create an empty store for ``n_samples`` samples and return it opened for writing.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        the ``.zarr`` directory (or an fsspec URL) to create.
+    n_samples : int
+        N, the number of manifest rows.
+    layers : Mapping
+        ``{layer: (channels, stat names)}`` in network depth order.
+    control_stats : sequence of str
+        names of the pixel-control statistics S'.
+    chunk_size : int
+        K, samples per chunk (the unit of work and of resume).
+    samples : pandas.DataFrame
+        the manifest rows (columns as in :func:`fovea_ray.data.manifest.read_manifest`;
+        the fixation (x, y) is read from ``fixation`` (the store's name), ``fixation_xy`` (the
+        manifest file's) or, from older tables, ``fixation_x``/``fixation_y``).
+    attrs : Mapping
+        root attributes (config, versions, weights_checksum, foveation, status).
+    overwrite : bool, optional
+        replace an existing store at ``path`` (otherwise it is an error).
+    checksums : bool, optional
+        give every chunk a crc32c checksum (:mod:`fovea_ray.store.integrity`); False
+        makes a store as older versions did (benchmarks and compatibility tests only).
+    """
+    zarr = _zarr()
+    n = int(n_samples)
+    plan = L.ChunkPlan(n, int(chunk_size))
+    if len(samples) != n:
+        raise InputError(f"samples table has {len(samples)} rows, n_samples is {n}")
+    if not layers:
+        raise ValueError("create_store: at least one layer is required")
+    for name in layers:
+        L.validate_layer_name(name)
+    target = _as_store_path(path)
+    if not overwrite and not _is_remote(target) and Path(target).exists():
+        raise InputError(f"{target}: already exists (open it to resume, or pass overwrite=True)")
+
+    meta = {
+        "format": L.FORMAT,
+        "format_version": L.FORMAT_VERSION,
+        "n_samples": n,
+        "chunk_size": plan.chunk_size,
+        "layers": list(layers),
+        "control_stats": list(control_stats),
+    }
+    if checksums:
+        meta["checksum"] = integrity.CHECKSUM
+    codecs = {"compressors": integrity.checksum_codecs()} if checksums else {}
+    final_status = dict(attrs).get("status", "created")
+    # "creating" until every array exists: an interrupted creation is recognisable (and redone).
+    root_attrs = {**dict(attrs), "status": "creating", "store": meta}
+    root = zarr.open_group(
+        target, mode="w" if overwrite else "w-", attributes=root_attrs, storage_options=storage_options
+    )
+    K = plan.chunk_size
+
+    # samples/
+    sg = root.create_group(L.SAMPLES)
+    sources = _sample_sources(samples, n)
     for name, (dtype, trailing, tdims, fill) in L.SAMPLE_ARRAYS.items():
         arr = sg.create_array(
             name,
@@ -459,6 +612,8 @@ def create_store(
             chunks=(K, *trailing),
             dtype=str if dtype == "str" else dtype,
             fill_value=fill,
+            **codecs,
+            config=integrity.ARRAY_CONFIG,
             dimension_names=(L.DIM_SAMPLE, *tdims),
         )
         if name in sources:
@@ -473,10 +628,19 @@ def create_store(
             chunks=(K, int(channels), len(stats)),
             dtype="float32",
             fill_value=float("nan"),
+            **codecs,
+            config=integrity.ARRAY_CONFIG,
             dimension_names=(L.DIM_SAMPLE, L.DIM_CHANNEL, L.DIM_STAT),
             attributes={"stat_names": list(stats), "module": name, "long_name": f"per-channel reductions of {name}"},
         )
-        coord = g.create_array(L.DIM_STAT, shape=(len(stats),), dtype=str, dimension_names=(L.DIM_STAT,))
+        coord = g.create_array(
+            L.DIM_STAT,
+            shape=(len(stats),),
+            dtype=str,
+            **codecs,
+            config=integrity.ARRAY_CONFIG,
+            dimension_names=(L.DIM_STAT,),
+        )
         coord[...] = np.array(list(stats), dtype=np.dtypes.StringDType())
         _consolidate(root.store, L.layer_group(name))
 
@@ -488,12 +652,23 @@ def create_store(
         chunks=(K, 3, len(control_stats)),
         dtype="float32",
         fill_value=float("nan"),
+        **codecs,
+        config=integrity.ARRAY_CONFIG,
         dimension_names=(L.DIM_SAMPLE, L.DIM_RGB, L.DIM_STAT),
         attributes={"stat_names": list(control_stats), "long_name": "pixel statistics of the model input"},
     )
-    c = cg.create_array(L.DIM_STAT, shape=(len(control_stats),), dtype=str, dimension_names=(L.DIM_STAT,))
+    c = cg.create_array(
+        L.DIM_STAT,
+        shape=(len(control_stats),),
+        dtype=str,
+        **codecs,
+        config=integrity.ARRAY_CONFIG,
+        dimension_names=(L.DIM_STAT,),
+    )
     c[...] = np.array(list(control_stats), dtype=np.dtypes.StringDType())
-    r = cg.create_array(L.DIM_RGB, shape=(3,), dtype=str, dimension_names=(L.DIM_RGB,))
+    r = cg.create_array(
+        L.DIM_RGB, shape=(3,), dtype=str, **codecs, config=integrity.ARRAY_CONFIG, dimension_names=(L.DIM_RGB,)
+    )
     r[...] = np.array(["r", "g", "b"], dtype=np.dtypes.StringDType())
     _consolidate(root.store, L.CONTROLS)
     _consolidate(root.store, L.SAMPLES)
