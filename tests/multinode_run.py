@@ -76,6 +76,19 @@ def max_diff(a: Path, b: Path) -> float:
     return worst
 
 
+def _alive_nodes_settled(expected: int, wait_s: float = 60.0) -> int:
+    """The alive nodes, once the GCS has marked a removed node dead (it may take its
+    health-check period after the removal; the extraction can finish first)."""
+    import ray
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        alive = len([n for n in ray.nodes() if n["Alive"]])
+        if alive <= expected or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.5)
+
+
 def main(work: Path) -> dict:
     import ray
     from ray.cluster_utils import Cluster
@@ -148,7 +161,7 @@ def main(work: Path) -> dict:
         "done": s.done,
         "done_after_kill": s.done - report["node_killed"]["after_samples"],
         "complete": s.complete,
-        "alive_nodes": len([n for n in ray.nodes() if n["Alive"]]),
+        "alive_nodes": _alive_nodes_settled(expected=2),
         "max_abs_diff": max_diff(ref, work / "node.zarr"),
         "seconds": round(time.perf_counter() - t1, 1),
     }
