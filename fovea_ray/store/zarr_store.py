@@ -53,6 +53,15 @@ def _as_store_path(path: str | os.PathLike) -> str:
     return text if _is_remote(text) else str(Path(text).expanduser())
 
 
+def _options_for(path: str, storage_options: dict | None) -> dict | None:
+    """A remote store's fsspec options: those given, else :func:`fovea_ray.io.storage_options`."""
+    if not _is_remote(path):
+        return None  # zarr refuses storage options for a local path
+    from fovea_ray.io import storage_options as default_options
+
+    return default_options(storage_options) or None
+
+
 class Store:
     """A fovea-ray activation store (open it with :func:`open_store`).
 
@@ -70,7 +79,7 @@ class Store:
         zarr = _zarr()
         self.path = _as_store_path(path)
         self._mode = mode
-        self._storage_options = storage_options
+        self._storage_options = storage_options = _options_for(self.path, storage_options)
         if not _is_remote(self.path) and not Path(self.path).exists():
             raise InputError(f"{self.path}: no such fovea-ray store (the path does not exist)")
         try:
@@ -99,6 +108,11 @@ class Store:
             f"Store({self.path!r}, n_samples={self.n_samples}, chunk_size={self.chunk_size}, "
             f"layers={self.layers}, status={self.attrs.get('status')!r})"
         )
+
+    @property
+    def storage_options(self) -> dict | None:
+        """The fsspec options this store was opened with (None for a local store)."""
+        return self._storage_options
 
     @property
     def n_samples(self) -> int:
@@ -580,6 +594,7 @@ def create_store(
     for name in layers:
         L.validate_layer_name(name)
     target = _as_store_path(path)
+    storage_options = _options_for(target, storage_options)
     if not overwrite and not _is_remote(target) and Path(target).exists():
         raise InputError(f"{target}: already exists (open it to resume, or pass overwrite=True)")
 
