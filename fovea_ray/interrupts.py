@@ -19,7 +19,7 @@ import signal
 import threading
 from collections.abc import Iterator
 
-__all__ = ["Interrupted", "keep_handlers", "stop_on_signals"]
+__all__ = ["Interrupted", "interruption_in", "keep_handlers", "stop_on_signals"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -55,6 +55,23 @@ class Interrupted(BaseException):
 
     def __str__(self) -> str:
         return f"interrupted by {self.signal_name}" + (f": {self.progress}" if self.progress else "")
+
+
+def interruption_in(exc: BaseException) -> Interrupted | None:
+    """The :class:`Interrupted` that ``exc`` is or was caused by, else ``None``.
+
+    A signal handler that raises while Ray's C++ core waits (``ray.wait``, ``ray.get``)
+    surfaces as ``SystemError: ... returned a result with an exception set``, with the
+    :class:`Interrupted` as its ``__cause__`` or ``__context__``.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, Interrupted):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:

@@ -225,3 +225,41 @@ def test_a_token_auth_refusal_says_token_auth_in_one_line(tmp_path):
     last = proc.stderr.strip().splitlines()[-1]
     assert "ClusterError: cannot connect to Ray at 127.0.0.1:" in last, proc.stderr[-2000:]
     assert "uses token authentication" in last and "RAY_AUTH_MODE=token" in last and "RAY_AUTH_TOKEN" in last
+
+
+def test_an_interrupt_wrapped_by_ray_core_is_still_an_interrupt():
+    # A handler that raises while Ray's core waits surfaces as "SystemError: CoreWorker.wait
+    # returned a result with an exception set", the Interrupted as its context.
+    from fovea_ray.interrupts import Interrupted, interruption_in
+
+    stop = Interrupted(signal.SIGTERM)
+    try:
+        try:
+            raise stop
+        except Interrupted:
+            raise SystemError("CoreWorker.wait returned a result with an exception set")  # noqa: B904
+    except SystemError as wrapped:
+        assert interruption_in(wrapped) is stop
+    assert interruption_in(ValueError("x")) is None
+    assert interruption_in(stop) is stop
+    code = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import signal, typer\n"
+            "from fovea_ray import cli\n"
+            "from fovea_ray.interrupts import Interrupted\n"
+            "@cli.app.command('boom-wrapped')\n"
+            "def boom():\n"
+            "    try:\n"
+            "        raise Interrupted(signal.SIGTERM)\n"
+            "    except Interrupted:\n"
+            "        raise SystemError('CoreWorker.wait returned a result with an exception set')\n"
+            "cli.main(['boom-wrapped'])\n",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert code.returncode == 143, code.stderr
+    assert code.stderr.strip().splitlines()[-1] == "fovea-ray: interrupted (SIGTERM)"

@@ -9,10 +9,14 @@ exit status; ``--debug`` re-raises it with its traceback.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from fovea_ray import __version__
+
+if TYPE_CHECKING:
+    from fovea_ray.interrupts import Interrupted
 
 app = typer.Typer(
     name="fovea-ray",
@@ -97,6 +101,12 @@ def _register() -> None:
 _register()
 
 
+def _stop(exc: Interrupted) -> NoReturn:
+    """Say what was done before the signal, and exit 128 + its number."""
+    typer.echo(f"fovea-ray: interrupted ({exc.signal_name}){': ' + exc.progress if exc.progress else ''}", err=True)
+    sys.exit(exc.exit_code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning uncaught errors into one line.
 
@@ -115,8 +125,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except Interrupted as exc:
-        typer.echo(f"fovea-ray: interrupted ({exc.signal_name}){': ' + exc.progress if exc.progress else ''}", err=True)
-        sys.exit(exc.exit_code)
+        _stop(exc)
     except (click.exceptions.Abort, KeyboardInterrupt):
         typer.echo("fovea-ray: interrupted", err=True)
         sys.exit(130)
@@ -124,6 +133,11 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()  # names the option: "Invalid value for '--n-per-type': ..."
         sys.exit(exc.exit_code)
     except Exception as exc:  # noqa: BLE001 - the CLI's one-line error contract
+        from fovea_ray.interrupts import interruption_in
+
+        wrapped = interruption_in(exc)
+        if wrapped is not None:  # a signal that landed inside Ray's core (SystemError)
+            _stop(wrapped)
         if debug or _STATE["debug"]:
             raise
         from fovea_ray.errors import FoveaRayError, disk_full, one_line

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from fovea_ray.errors import ClusterError, FoveaRayError, InputError, one_line, root_cause
-from fovea_ray.interrupts import Interrupted
+from fovea_ray.interrupts import Interrupted, interruption_in
 from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS, MAX_CANVAS
 from fovea_ray.pipeline.capacity import (
     Capacity,
@@ -652,6 +652,10 @@ def _drain(
         interrupted = stop
         raise
     except Exception as exc:  # noqa: BLE001 - one line for the user's errors raised inside Ray
+        wrapped = interruption_in(exc)
+        if wrapped is not None:  # the signal landed inside Ray's core: SystemError around it
+            interrupted = wrapped
+            raise wrapped from None
         cause = _cause(exc)
         if isinstance(cause, FoveaRayError):
             raise type(cause)(str(cause)) from exc
