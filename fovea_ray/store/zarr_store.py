@@ -337,8 +337,16 @@ class Store:
         with dims ``(sample, "<layer>:channel", "<layer>:stat")`` (layers may differ in C
         and S), and the pixel controls a variable ``controls`` with dims
         ``(sample, rgb, "controls:stat")``; the stat dims carry the stat names.
+
+        A chunk object missing from a checksummed store raises
+        :class:`~fovea_ray.errors.DamagedStoreError` here (xarray would read it as the
+        fill value); a corrupt one fails its crc32c when the data is loaded.
         """
         import xarray as xr
+
+        missing = self.damage(checksums=False)
+        if missing:
+            self._raise_damage(missing)
 
         opts = (
             dict(consolidated=None, storage_options=self._storage_options)
