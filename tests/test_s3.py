@@ -147,3 +147,48 @@ def test_s3_end_to_end_with_a_sigkill_resume_matches_a_local_run(
     mine = json.loads(fs.cat(f"{url}/results.json"))
     ref = json.loads((local_run / "results.json").read_text())
     assert mine["table"] == ref["table"] and mine["tests"] == ref["tests"]
+
+
+def test_chunks_written_by_another_process_after_a_listing_are_seen(s3_server):
+    """A sink's chunk must not read as missing where the driver had listed the store before.
+
+    s3fs caches listings: after ``damage()`` listed the store, the driver read the chunks
+    that sink tasks wrote later as fill values, so a finished resume said "incomplete".
+    """
+    from test_store import CONTROLS, LAYERS, chunk_payload, manifest
+
+    from fovea_ray.store import create_store
+
+    options = json.loads(s3_server["options"])
+    url = f"s3://{s3_server['bucket']}/listing/s.zarr"
+    create_store(
+        url,
+        n_samples=20,
+        layers=LAYERS,
+        control_stats=CONTROLS,
+        chunk_size=5,
+        samples=manifest(20),
+        attrs={"config": {}},
+        overwrite=True,
+        storage_options=options,
+    )
+    driver = open_store(url, mode="r+", storage_options=options)
+    acts, controls, score, error = chunk_payload(driver, 0)
+    driver.write_chunk(0, activations=acts, controls=controls, anchor_score=score, error=error)
+    assert driver.damage() == [] and driver.pending_chunks() == [1, 2, 3]  # lists the store
+    # The sink, in another process (as a Ray task is).
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[3])\n"
+        "from test_store import chunk_payload\n"
+        "from fovea_ray.store import open_store\n"
+        "sink = open_store(sys.argv[1], mode='r+', storage_options=json.loads(sys.argv[2]))\n"
+        "acts, controls, score, error = chunk_payload(sink, 2)\n"
+        "sink.write_chunk(2, activations=acts, controls=controls, anchor_score=score, error=error)\n"
+    )
+    here = str(Path(__file__).parent)
+    subprocess.run([sys.executable, "-c", code, url, s3_server["options"], here], check=True, timeout=120)
+    acts = chunk_payload(driver, 2)[0]
+    for st in (driver, open_store(url, storage_options=options)):
+        assert st.pending_chunks() == [1, 3]
+        layer = next(iter(LAYERS))
+        np.testing.assert_array_equal(st.activations(layer)[10:15], acts[layer])

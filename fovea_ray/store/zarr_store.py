@@ -53,13 +53,26 @@ def _as_store_path(path: str | os.PathLike) -> str:
     return text if _is_remote(text) else str(Path(text).expanduser())
 
 
+#: Object stores whose fsspec filesystems cache directory listings (fsspec's ``DirCache``).
+_LISTING_CACHES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
+
 def _options_for(path: str, storage_options: dict | None) -> dict | None:
-    """A remote store's fsspec options: those given, else :func:`fovea_ray.io.storage_options`."""
+    """A remote store's fsspec options: those given, else :func:`fovea_ray.io.storage_options`.
+
+    Listings are not cached (``use_listings_cache=False``, unless the options say
+    otherwise): the store is written by sink tasks in other processes, and s3fs answers a
+    read of a chunk written after a cached listing with "not found", so the driver saw
+    chunks done by the sinks as not done (and their values as fill values).
+    """
     if not _is_remote(path):
         return None  # zarr refuses storage options for a local path
     from fovea_ray.io import storage_options as default_options
 
-    return default_options(storage_options) or None
+    options = default_options(storage_options)
+    if path.split("://", 1)[0].lower() in _LISTING_CACHES:
+        options.setdefault("use_listings_cache", False)
+    return options or None
 
 
 class Store:
