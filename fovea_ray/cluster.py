@@ -11,7 +11,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Execution", "RayExecutor", "connect", "fan_out", "probe"]
+from fovea_ray.errors import FoveaRayError
+
+__all__ = ["ClusterError", "Execution", "RayExecutor", "connect", "fan_out", "probe", "resolve_address"]
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster address a run joins: ``address``, else ``RAY_ADDRESS``, else ``None`` (a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
@@ -21,29 +28,80 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, quiet: b
     ----------
     address : str or None, optional
         a cluster address (``ray://host:10001``, ``host:6379`` or ``auto``).
-        ``None`` uses ``RAY_ADDRESS`` when set, else starts a local Ray.
+        ``None`` uses ``RAY_ADDRESS`` when set, else starts a new local Ray
+        (``ray.init(address="local")``): a cluster left running by ``ray start`` on this
+        machine is not joined unless it is named.
     num_cpus : int or None, optional
         CPUs for a local Ray (ignored when connecting to a cluster).
     quiet : bool, optional
         keep Ray's start-up logging down.
 
+    Raises
+    ------
+    ClusterError
+        The cluster could not be joined (one line; with a hint when Ray's token
+        authentication refused the connection).
+
     Notes
     -----
-    Reuses an existing connection (a test fixture, a Ray Job driver) untouched.
+    Reuses an existing connection (a test fixture, a Ray Job driver) untouched. This is
+    the one place fovea-ray calls ``ray.init`` for a run; the CLI's SIGINT/SIGTERM
+    handlers are kept across it (:func:`fovea_ray.interrupts.keep_handlers`).
     """
     import ray
 
+    from fovea_ray.interrupts import keep_handlers
+
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = resolve_address(address)
     kwargs: dict = {"ignore_reinit_error": True}
     if quiet:
         kwargs["logging_level"] = "ERROR"
         kwargs["log_to_driver"] = True
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    try:
+        with keep_handlers():
+            if address:
+                ray.init(address=address, **kwargs)
+            else:
+                ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **kwargs)
+    except (ConnectionError, RuntimeError, ray.exceptions.RayError) as exc:
+        raise ClusterError(connection_failure(address or "a local Ray", exc)) from exc
+
+
+class ClusterError(FoveaRayError):
+    """A Ray cluster could not be joined or started."""
+
+
+#: Words in Ray's errors (and their causes) when token authentication refuses a client.
+_AUTH_MARKERS = ("AuthenticationError", "InvalidAuthToken", "Unauthenticated", "token is missing or incorrect")
+
+
+def connection_failure(address: str, exc: BaseException) -> str:
+    """One line for a failed ``ray.init``; names token authentication when that is the cause.
+
+    Ray 2.60 reports a token-mode cluster refusing a client without a token as a bare
+    ``ConnectionError("Failed to connect to Ray cluster at ...")`` whose cause's text holds
+    ``AuthenticationError: ... InvalidAuthToken``; the whole chain is searched for it.
+    """
+    from fovea_ray.errors import one_line
+
+    chain, seen = [], exc
+    for _ in range(8):
+        if seen is None or seen in chain:
+            break
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = " ".join(f"{type(e).__name__}: {e}" for e in chain)
+    line = f"cannot connect to Ray at {address}: {one_line(exc, 300)}"
+    if any(m in text for m in _AUTH_MARKERS):
+        mode = os.environ.get("RAY_AUTH_MODE", "") or "unset"
+        line += (
+            f" -- the cluster uses token authentication (RAY_AUTH_MODE is {mode} here): set "
+            "RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH "
+            "(default ~/.ray/auth_token; `ray get-auth-token` on the head node prints it)"
+        )
+    return line
 
 
 def probe(address: str | None) -> str:
@@ -52,15 +110,13 @@ def probe(address: str | None) -> str:
         return "none given (a local Ray starts on demand; set --address or RAY_ADDRESS for a cluster)"
     import ray
 
-    from fovea_ray.errors import one_line
-
     try:
         ray.init(address=address, logging_level="ERROR", ignore_reinit_error=True)
         res = ray.cluster_resources()
         ray.shutdown()
         return f"reachable at {address}: {res.get('CPU', 0):.0f} CPUs, {res.get('GPU', 0):.0f} GPUs"
     except Exception as exc:  # noqa: BLE001 - report, never fail `info`
-        return f"not reachable at {address} ({type(exc).__name__}: {one_line(exc, 200)})"
+        return f"not reachable ({connection_failure(address, exc)})"
 
 
 def _run_item(fn: Callable, item: Any) -> Any:

@@ -57,3 +57,33 @@ def one_line(message: object, limit: int = 2000) -> str:
     if not text and isinstance(message, BaseException):
         text = type(message).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """One line for a "no space left on device" (ENOSPC) anywhere in ``exc``'s chain, else None.
+
+    A sink task that hits a full disk reaches the driver as a Ray task error whose text is
+    a flattened traceback (2000 characters, the ENOSPC cut off by :func:`one_line`); this
+    finds the ``OSError`` in the chain (``__cause__``, ``__context__``, Ray's ``cause``), or
+    its ``[Errno 28] ...: 'PATH'`` in the text, and names the path.
+    """
+    import errno
+    import re
+
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen) or len(seen) > 32:
+            continue
+        seen.append(e)
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            where = e.filename or e.filename2
+            return f"{where or 'the output'}: no space left on device (free some space there, or write elsewhere)"
+        todo.extend([e.__cause__, e.__context__, getattr(e, "cause", None)])
+    for e in seen:
+        match = re.search(r"\[Errno 28\] No space left on device(?:: '([^']*)')?", str(e))
+        if match:
+            where = match.group(1) or "the output"
+            return f"{where}: no space left on device (free some space there, or write elsewhere)"
+    return None

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_LAYERS",
     "DEFAULT_STATS",
     "HF_ENERGY",
+    "MAX_CANVAS",
     "PRECISIONS",
     "STUDY_LAYER",
     "StatSpec",
@@ -63,6 +64,9 @@ DEFAULT_STATS: tuple[str, ...] = ("mean", "median", "max")
 BASIC_STATS: tuple[str, ...] = ("mean", "median", "max", "min", "std")
 #: The pixel controls' high-frequency energy (not a tap statistic).
 HF_ENERGY = "hf_energy"
+#: The largest model canvas side, px. One 4096 x 4096 image is 200 MB as float32 and its
+#: ResNet feature maps several GB per forward; a larger canvas is a typo, not a study.
+MAX_CANVAS = 4096
 #: Precisions of the batched logistic solver (:func:`fovea_ray.stats.fit_logistic_batched`).
 PRECISIONS: tuple[str, ...] = ("mixed", "float32", "float64")
 

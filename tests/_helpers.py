@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -36,3 +37,45 @@ def blossom_total(eligible: dict) -> int:
         if set(eligible[a]) & set(eligible[b]):
             g.add_edge(a, b)
     return 2 * len(nx.max_weight_matching(g, maxcardinality=True))
+
+
+def random_store(path: Path, n: int = 200, k: int = 50) -> Path:
+    """A complete store of random values (one layer of 32 channels), for the statistics."""
+    import numpy as np
+    import pandas as pd
+
+    from fovea_ray.store import create_store
+
+    rng = np.random.default_rng(0)
+    label = (np.arange(n) % 2).astype(np.int8)
+    samples = pd.DataFrame(
+        {
+            "sample": np.arange(n),
+            "image_id": np.arange(n),
+            "ann_id": np.arange(n),
+            "category_id": np.repeat([1, 3], n // 2),
+            "label": label,
+            "fixation_xy": [[80.0, 80.0]] * n,
+            "eccentricity_deg": np.where(label == 1, 0.5, 10.0),
+        }
+    )
+    layer = "backbone.body.layer1.0.bn3"
+    st = create_store(
+        path,
+        n_samples=n,
+        layers={layer: (32, ["mean", "max"])},
+        control_stats=["mean"],
+        chunk_size=k,
+        samples=samples,
+        attrs={"config": {}, "status": "complete"},
+    )
+    for i in range(st.n_chunks):
+        a, b = st.plan.bounds(i)
+        st.write_chunk(
+            i,
+            activations={layer: rng.normal(size=(b - a, 32, 2)).astype(np.float32)},
+            controls=rng.uniform(size=(b - a, 3, 1)).astype(np.float32),
+            anchor_score=rng.uniform(size=b - a).astype(np.float32),
+            error=[""] * (b - a),
+        )
+    return path

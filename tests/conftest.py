@@ -42,3 +42,44 @@ def synthetic_coco(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic_coco")
     make_synthetic_coco(root, n_images=60, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3 API: moto's server on 127.0.0.1 (a free port), with one bucket, ``fovea-ray-test``.
+
+    Yields a dict: ``endpoint``, ``bucket``, ``env`` (the AWS variables a subprocess needs,
+    ``AWS_ENDPOINT_URL`` included, also set in this process while the session lasts) and
+    ``options`` (the same as fsspec storage options, JSON, for ``--storage-options``: Ray
+    workers started before this fixture do not have the variables).
+    """
+    import json
+
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    options = {"key": "testing", "secret": "testing", "endpoint_url": endpoint}
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    s3fs.S3FileSystem(**options).mkdir("fovea-ray-test")
+    try:
+        yield {"endpoint": endpoint, "bucket": "fovea-ray-test", "env": env, "options": json.dumps(options)}
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

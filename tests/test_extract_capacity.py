@@ -109,3 +109,80 @@ def test_watch_stalls_passes_items_and_errors_and_times_out():
             got.append(item)
     assert got == [1]
     never.set()
+
+
+def test_watch_stalls_stops_the_iterator_it_gives_up_on():
+    # The stall is raised inside the blocked next(), so the iterator's own cleanup runs
+    # (Ray Data shuts its executor down there); a helper thread used to leave it blocked.
+    never = threading.Event()
+    cleaned = threading.Event()
+
+    def stuck():
+        try:
+            yield 1
+            while not never.is_set():
+                time.sleep(0.01)
+        finally:
+            cleaned.set()
+
+    with pytest.raises(ClusterError, match="no chunk stored for 0.3 s"):
+        list(watch_stalls(stuck(), 0.3, lambda: "waiting"))
+    assert cleaned.is_set()
+    never.set()
+
+
+def test_watch_stalls_does_not_time_the_consumer():
+    # Only the wait for the next item counts: a slow loop body is not a stall.
+    got = []
+    for item in watch_stalls(iter(range(3)), 0.2, lambda: ""):
+        time.sleep(0.35)
+        got.append(item)
+    assert got == [0, 1, 2]
+
+
+def test_watch_stalls_keeps_a_timer_the_caller_armed():
+    import signal
+
+    fired = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(time.monotonic()))
+    try:
+        t0 = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+
+        def slow():
+            for i in range(8):
+                time.sleep(0.1)
+                yield i
+
+        assert list(watch_stalls(slow(), 5, lambda: "")) == list(range(8))
+        # The caller's timer came due during the loop, at its own time, through its handler.
+        assert len(fired) == 1 and 0.45 <= fired[0] - t0 < 0.7
+        assert signal.getitimer(signal.ITIMER_REAL)[0] == 0
+
+        signal.setitimer(signal.ITIMER_REAL, 30)
+        list(watch_stalls(iter(range(3)), 5, lambda: ""))
+        assert 25 < signal.getitimer(signal.ITIMER_REAL)[0] <= 30  # re-armed with what was left
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_watch_stalls_off_the_main_thread_uses_a_drain_thread():
+    never = threading.Event()
+    out = {}
+
+    def stuck():
+        yield 1
+        never.wait()
+
+    def consume():
+        try:
+            out["items"] = list(watch_stalls(stuck(), 0.3, lambda: "waiting"))
+        except ClusterError as exc:
+            out["error"] = str(exc)
+
+    t = threading.Thread(target=consume)
+    t.start()
+    t.join(10)
+    never.set()
+    assert "no chunk stored for 0.3 s" in out["error"]

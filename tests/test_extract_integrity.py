@@ -112,13 +112,42 @@ def test_rerun_of_extract_recomputes_every_damaged_chunk(reference, manifest, tm
     assert code == 0 and "samples used: 12 of 12" in text, text
 
 
-def test_verify_repair_marks_damaged_chunks_not_done(reference, tmp_path):
+def test_verify_repair_mark_only_marks_damaged_chunks_not_done(reference, tmp_path):
     store = tmp_path / "s.zarr"
     shutil.copytree(reference, store)
     damage(_chunk(store, "controls/pixels/values", 1), "flipped")
-    code, text = run_cli(["verify", str(store), "--repair"])
+    code, text = run_cli(["verify", str(store), "--repair", "--mark-only"])
     assert code == 0 and "marked 1 chunks not done (1)" in text, text
     st = open_store(store)
     assert st.pending_chunks() == [1] and st.attrs["status"] == "incomplete" and st.damage() == []
     code, text = run_cli(["verify", str(reference)])
     assert code == 0 and "4 of 4 chunks done" in text and "no damage" in text, text
+
+
+def test_verify_repair_of_a_store_from_an_in_memory_manifest_is_refused_before_marking(reference, tmp_path):
+    store = tmp_path / "s.zarr"
+    shutil.copytree(reference, store)
+    damage(_chunk(store, "activations/act1/values", 1), "deleted")
+    code, text = run_cli(["verify", str(store), "--repair", "--no-progress"])
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("damaged: ")]
+    assert code == 2 and len(lines) == 1 and "in-memory manifest" in lines[0], text
+    st = open_store(store)
+    assert st.pending_chunks() == [] and len(st.damage()) == 1  # nothing marked
+
+
+def test_verify_repair_recomputes_with_the_recorded_arguments(reference, manifest, tmp_path):
+    from fovea_ray.data.manifest import write_manifest
+    from fovea_ray.pipeline import extract
+
+    path = write_manifest(manifest, tmp_path / "m.parquet")
+    store = tmp_path / "s.zarr"
+    assert extract(path, store, **KW).complete
+    damage(_chunk(store, "activations/act2/values", 1), "truncated")
+    damage(_chunk(store, "samples/label", 2), "deleted")
+    code, text = run_cli(["verify", str(store), "--repair", "--no-progress"])
+    assert code == 0, text
+    assert "marked 2 chunks not done (1, 2)" in text
+    assert "repaired: 2 chunks recomputed" in text and "verified, no damage" in text, text
+    st = open_store(store)
+    assert st.attrs["status"] == "complete" and st.pending_chunks() == [] and st.damage() == []
+    assert_same_store(reference, store)

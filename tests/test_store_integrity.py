@@ -128,3 +128,18 @@ def test_results_say_whether_the_store_was_verified(tmp_path):
         doc = run_store_tests(tmp_path / f"{checksums}.zarr", config=cfg, execution=run, include_controls=False)
         assert doc["store"]["verified"] is checksums
         assert (UNVERIFIED in doc["warnings"]) is not checksums
+
+
+def test_to_xarray_refuses_a_missing_chunk_and_a_corrupt_one_fails_on_load(tmp_path):
+    pytest.importorskip("xarray")
+    make(tmp_path / "s.zarr")
+    ds = open_store(tmp_path / "s.zarr").to_xarray()
+    assert float(ds[MAIN].isnull().sum()) == 0
+    damage(chunk_file(tmp_path / "s.zarr", f"activations/{MAIN}/values", 1), "deleted")
+    with pytest.raises(DamagedStoreError, match=rf"activations/{MAIN}/values chunk 1 \(samples 5-9\): missing"):
+        open_store(tmp_path / "s.zarr").to_xarray()  # it used to read as NaN, silently
+    make(tmp_path / "t.zarr")
+    damage(chunk_file(tmp_path / "t.zarr", f"activations/{MAIN}/values", 1), "flipped")
+    ds = open_store(tmp_path / "t.zarr").to_xarray()
+    with pytest.raises(Exception, match="(?i)checksum|crc"):
+        ds[MAIN].load()

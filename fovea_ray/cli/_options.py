@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+#: Every command's ``--address`` help (one wording; :func:`fovea_ray.cluster.connect` does what it says).
+ADDRESS_HELP = (
+    "Ray cluster to join (ray://host:10001, host:6379 or auto). Default: RAY_ADDRESS when set, else a "
+    "new local Ray; a cluster started with `ray start` is joined only when named here or in RAY_ADDRESS."
+)
+
 
 def split_list(values: Sequence[str] | None) -> list[str] | None:
     """``--layers a,b --layers c`` -> ["a", "b", "c"]; nothing given -> None (the default)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fovea_ray.cli._options import split_list
+from fovea_ray.cli._options import ADDRESS_HELP, split_list
 
 
 def extract(
@@ -37,9 +37,7 @@ def extract(
     stats: list[str] | None = typer.Option(
         None, "--stats", help="Per-channel reductions, comma-separated or repeated (default: mean,median,max)."
     ),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
-    ),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per forward pass."),
     chunk_size: int = typer.Option(
         32, "--chunk-size", min=1, help="Samples per store chunk (unit of work and of resume)."
@@ -54,6 +52,19 @@ def extract(
     ),
     num_actors: int | None = typer.Option(
         None, "--num-actors", min=1, help="Model actors (default: one per GPU; on CPU one per 4 cores)."
+    ),
+    torch_threads: int | None = typer.Option(
+        None,
+        "--torch-threads",
+        min=1,
+        help="torch threads per CPU actor (default: the cores per actor). Part of the store's numerics: "
+        "a resume must use the same.",
+    ),
+    allow_mixed_numerics: bool = typer.Option(
+        False,
+        "--allow-mixed-numerics",
+        help="Resume even if the batch size, thread count, device or torch version differ from the store's "
+        "(values then differ in round-off between chunks; recorded in the store).",
     ),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show Ray Data progress bars."),
@@ -105,6 +116,8 @@ def extract(
         device=device,
         num_actors=num_actors,
         precision=precision,
+        torch_threads=torch_threads,
+        allow_mixed_numerics=allow_mixed_numerics,
         progress=progress,
         shared_path=shared_path,
         wait_for_resources=wait_for_resources,

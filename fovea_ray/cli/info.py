@@ -7,6 +7,8 @@ import os
 
 import typer
 
+from fovea_ray.names import MAX_CANVAS
+
 
 def _version(dist: str) -> str:
     try:
@@ -26,7 +28,9 @@ def info(
         "package.module:function. Prints what it is and its default layer.",
     ),
     layers: bool = typer.Option(False, "--layers", help="With --model: list its tappable layers in depth order."),
-    canvas: int = typer.Option(224, "--canvas", min=32, help="With --model: the canvas side in pixels."),
+    canvas: int = typer.Option(
+        224, "--canvas", min=32, max=MAX_CANVAS, help="With --model: the canvas side in pixels."
+    ),
 ) -> None:
     """Print package versions, the devices seen (CPU/CUDA) and whether a Ray cluster is reachable.
 

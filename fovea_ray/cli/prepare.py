@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import typer
 
 from fovea_ray.errors import InputError
+from fovea_ray.names import MAX_CANVAS
 
 
 def _band(text: str) -> tuple[float, float]:
@@ -22,8 +21,11 @@ def prepare(
     images: str = typer.Option(
         ..., "--images", help="Image root folder (local or fsspec URL); file_name is relative to it."
     ),
-    out: Path = typer.Option(
-        ..., "--out", help="Manifest to write (parquet); the summary goes next to it as NAME.summary.json."
+    out: str = typer.Option(
+        ...,
+        "--out",
+        help="Manifest to write (parquet; a path or URL such as s3://bucket/m.parquet); the summary goes "
+        "next to it as NAME.summary.json.",
     ),
     n_per_type: int | None = typer.Option(
         None, "--n-per-type", min=1, help="Cap on samples per type (default: as many as the data allows)."
@@ -32,7 +34,11 @@ def prepare(
         0, "--seed", help="Seed for every random choice; same inputs and seed give the same bytes."
     ),
     canvas: int = typer.Option(
-        640, "--canvas", min=8, help="Model canvas, px (square); the window is this size in source pixels."
+        640,
+        "--canvas",
+        min=8,
+        max=MAX_CANVAS,
+        help=f"Model canvas, px (square, at most {MAX_CANVAS}); the window is this size in source pixels.",
     ),
     ppd: float = typer.Option(30.0, "--ppd", help="Pixels per degree of visual angle (must match the foveator's)."),
     categories: list[str] | None = typer.Option(
@@ -50,8 +56,8 @@ def prepare(
     preview: int = typer.Option(
         0, "--preview", min=0, help="Also render N type-1/type-0 pairs as the model will see them (PNG)."
     ),
-    preview_out: Path | None = typer.Option(
-        None, "--preview-out", help="Preview PNG path (default: NAME.preview.png next to the manifest)."
+    preview_out: str | None = typer.Option(
+        None, "--preview-out", help="Preview PNG path or URL (default: NAME.preview.png next to the manifest)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the output paths."),
 ) -> None:
@@ -92,10 +98,9 @@ def prepare(
     typer.echo(f"summary:  {summary_path(path)}")
     if preview:
         from fovea_ray.data.preview import write_preview
+        from fovea_ray.io import with_suffix_name
 
-        png = preview_out or path.with_name(
-            path.name[: -len(path.suffix)] + ".preview.png" if path.suffix else path.name + ".preview.png"
-        )
+        png = preview_out or with_suffix_name(path, ".preview.png")
         write_preview(df, png, preview, seed=seed)
         typer.echo(f"preview:  {png}")
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from fovea_ray.cli._options import ADDRESS_HELP
+
 
 def pretrain(
     data: str = typer.Option(
@@ -71,9 +73,7 @@ def pretrain(
         64, "--probe-images", help="Images decoded on the driver before training (bad data fails early)."
     ),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights, data order, fixations, crops and flips."),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
-    ),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Pre-train the backbone on foveated ImageNet with Ray Train: the study's network from scratch.
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from fovea_ray.cli._options import split_list
+from fovea_ray.cli._options import ADDRESS_HELP, split_list
+from fovea_ray.names import MAX_CANVAS
 
 
 def run(
@@ -47,7 +48,9 @@ def run(
         "package.module:function; its blocks and its default layer are swept.",
     ),
     n_per_type: int | None = typer.Option(None, "--n-per-type", min=1, help="Cap on samples per type."),
-    canvas: int | None = typer.Option(None, "--canvas", min=32, help="Model canvas, px."),
+    canvas: int | None = typer.Option(
+        None, "--canvas", min=32, max=MAX_CANVAS, help=f"Model canvas, px (at most {MAX_CANVAS})."
+    ),
     ppd: float | None = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
     layers: list[str] | None = typer.Option(None, "--layers", help="Layers to tap (names or patterns)."),
     main_layer: str | None = typer.Option(None, "--layer", help="The main layer (figures, full permutation)."),
@@ -58,7 +61,7 @@ def run(
     backbone_only: bool | None = typer.Option(
         None, "--backbone-only/--full-model", help="Stop after the deepest tapped layer (no anchor scores)."
     ),
-    address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: RAY_ADDRESS or local)."),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Run the whole study: prepare -> extract -> test -> report, into one folder.
 

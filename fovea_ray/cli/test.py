@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from fovea_ray.cli._options import ADDRESS_HELP
+
 
 def test(
     store: str | None = typer.Argument(
@@ -21,7 +23,9 @@ def test(
         help="With --store: the NAMEs that are controls (random weights, trained without foveation); each "
         "other network is compared with each control of its architecture. Default: every pair.",
     ),
-    out: str = typer.Option(..., "--out", "-o", help="Results file to write (results.json)."),
+    out: str = typer.Option(
+        ..., "--out", "-o", help="Results file to write (results.json; a path or URL such as s3://bucket/results.json)."
+    ),
     layer: str | None = typer.Option(
         None,
         "--layer",
@@ -60,9 +64,7 @@ def test(
         False, "--standardize", help="Z-score features before the classifier (off in the study)."
     ),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Add the controls/pixels baseline row."),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
-    ),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray."),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda for the batched solver and the MMD kernel."),
     precision: str = typer.Option(

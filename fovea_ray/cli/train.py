@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from fovea_ray.cli._options import ADDRESS_HELP
 from fovea_ray.errors import InputError
 from fovea_ray.train.config import TrainConfig
 
@@ -146,9 +147,7 @@ def train(
     seed: int = typer.Option(
         _D["seed"], "--seed", help="Seed of the initial weights, data order, fixations and flips."
     ),
-    address: str | None = typer.Option(
-        None, "--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)."
-    ),
+    address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
 ) -> None:
     """Train Mask R-CNN on foveated COCO with Ray Train (TorchTrainer, DDP; one GPU per worker where there are GPUs).
 

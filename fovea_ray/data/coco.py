@@ -17,6 +17,7 @@ from pathlib import Path  # noqa: F401 - in signatures
 from typing import Any
 
 from fovea_ray.errors import InputError
+from fovea_ray.io import storage_options as _options
 
 __all__ = ["load_coco", "read_coco_json", "validate_coco"]
 
@@ -34,7 +35,7 @@ def read_coco_json(ann_file: str | Path) -> dict:
 
     name = str(ann_file)
     try:
-        with fsspec.open(name, "rb") as fh:
+        with fsspec.open(name, "rb", **_options()) as fh:
             raw = fh.read()
     except FileNotFoundError:
         raise InputError(f"{name}: annotation file not found") from None

@@ -39,6 +39,8 @@ import pandas as pd
 
 from fovea_ray.errors import InputError
 from fovea_ray.foveation.model import PIXELS_PER_DEGREE, cutoff_cpd, eccentricity_for_cutoff
+from fovea_ray.io import storage_options as _options
+from fovea_ray.names import MAX_CANVAS
 
 __all__ = ["MANIFEST_COLUMNS", "build_manifest", "read_manifest", "summary_path", "write_manifest"]
 
@@ -83,10 +85,15 @@ def _arrow_schema():
     return pa.schema([(name, types[t]) for name, t in MANIFEST_COLUMNS.items()])
 
 
-def summary_path(manifest_path: str | os.PathLike) -> Path:
-    """Where the summary JSON of a manifest goes: ``m.parquet`` -> ``m.summary.json``."""
-    p = Path(manifest_path)
-    return p.with_name((p.name[: -len(p.suffix)] if p.suffix else p.name) + ".summary.json")
+def summary_path(manifest_path: str | os.PathLike) -> Path | str:
+    """Where the summary JSON of a manifest goes: ``m.parquet`` -> ``m.summary.json``.
+
+    A local path gives a :class:`~pathlib.Path`, a URL a string (a ``Path`` would mangle it).
+    """
+    from fovea_ray.io import is_url, with_suffix_name
+
+    out = with_suffix_name(manifest_path, ".summary.json")
+    return out if is_url(out) else Path(out)
 
 
 # -- image root ---------------------------------------------------------------------------
@@ -98,7 +105,7 @@ def _image_root(images: str | os.PathLike):
 
     name = os.fspath(images)
     try:
-        fs, root = fsspec.core.url_to_fs(name)
+        fs, root = fsspec.core.url_to_fs(name, **_options())
     except (ImportError, ValueError) as exc:
         raise InputError(f"{name}: cannot open the image root ({exc})") from None
     try:
@@ -215,8 +222,8 @@ class ManifestOptions:
         if isinstance(canvas, (int, np.integer)):
             canvas = (int(canvas), int(canvas))
         canvas = tuple(int(v) for v in canvas)
-        if len(canvas) != 2 or min(canvas) < 8:
-            raise InputError(f"canvas must be a size >= 8 px or (H, W), got {canvas}")
+        if len(canvas) != 2 or min(canvas) < 8 or max(canvas) > MAX_CANVAS:
+            raise InputError(f"canvas must be a size in 8..{MAX_CANVAS} px or (H, W) of such sizes, got {canvas}")
         pixels_per_degree = float(pixels_per_degree)
         if not (math.isfinite(pixels_per_degree) and pixels_per_degree > 0):
             raise InputError(f"pixels_per_degree must be positive, got {pixels_per_degree}")
@@ -493,18 +500,24 @@ def build_manifest(
 
 def write_manifest(
     df: pd.DataFrame, path: str | os.PathLike, *, config: dict | None = None, write_summary: bool = True
-) -> Path:
-    """Write the manifest as parquet, byte-for-byte reproducibly; return the path.
+) -> Path | str:
+    """Write the manifest as parquet (a local path or an fsspec URL), byte-for-byte reproducibly.
+
+    Returns the path: a :class:`~pathlib.Path` for a local file, the URL string otherwise.
 
     The build configuration (``config``, default ``df.attrs["config"]``) is stored as JSON in
     the file's key-value metadata under ``fovea_ray``. No pandas metadata, no timestamps,
     fixed compression and statistics settings. The summary (``df.attrs["summary"]``) is
     written next to it as ``<name>.summary.json`` (:func:`summary_path`).
     """
+    import io as _io
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    path = Path(path)
+    from fovea_ray import io as fio
+
+    path = os.fspath(path)
     missing = [c for c in _REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"manifest lacks columns {missing}")
@@ -527,23 +540,25 @@ def write_manifest(
     cfg = config if config is not None else data.attrs.get("config", {})
     meta = {_META_KEY: json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()}
     table = pa.Table.from_arrays(arrays, schema=schema.with_metadata(meta))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = _io.BytesIO()
     pq.write_table(
         table,
-        path,
+        buf,
         compression="zstd",
         compression_level=3,
         use_dictionary=True,
         write_statistics=True,
         row_group_size=1 << 20,
     )
+    path = fio.write_bytes(path, buf.getvalue())
     summary = data.attrs.get("summary")
     if write_summary and summary is not None:
-        summary_path(path).write_text(json.dumps({"manifest": path.name, **summary}, indent=2, sort_keys=False) + "\n")
-    return path
+        name = path.rstrip("/").rsplit("/", 1)[-1] if fio.is_url(path) else Path(path).name
+        fio.write_text(summary_path(path), json.dumps({"manifest": name, **summary}, indent=2, sort_keys=False) + "\n")
+    return path if fio.is_url(path) else Path(path)
 
 
-def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+def read_manifest(path: str | os.PathLike, *, storage_options: dict | None = None) -> pd.DataFrame:
     """Read a manifest written by :func:`write_manifest`; ``df.attrs["config"]`` holds its config.
 
     Raises
@@ -551,11 +566,17 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     InputError
         If the file is missing or unreadable, or lacks manifest columns, naming the file.
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
+
+    from fovea_ray import io as fio
 
     name = os.fspath(path)
     try:
-        table = pq.read_table(name)
+        if fio.is_url(name):  # through fsspec, with fovea-ray's storage options (not pyarrow's own S3)
+            table = pq.read_table(pa.BufferReader(fio.read_bytes(name, options=storage_options)))
+        else:
+            table = pq.read_table(name)
     except FileNotFoundError:
         raise InputError(f"{name}: manifest not found") from None
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for a bad file

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from fovea_ray.errors import InputError
+from fovea_ray.io import storage_options as _options
 
 __all__ = ["choose_pairs", "write_preview"]
 
@@ -47,7 +48,7 @@ def _read_bytes(uri: str) -> bytes:
     import fsspec
 
     try:
-        with fsspec.open(uri, "rb") as fh:
+        with fsspec.open(uri, "rb", **_options()) as fh:
             return fh.read()
     except (OSError, ValueError) as exc:
         raise InputError(f"{uri}: cannot read image ({exc})") from None
@@ -120,7 +121,7 @@ def write_preview(
     foveator: Any = None,
     device: str | None = None,
     seed: int = 0,
-) -> Path:
+) -> Path | str:
     """Render ``n_pairs`` type-1/type-0 pairs of a manifest side by side into a PNG.
 
     Parameters
@@ -196,8 +197,12 @@ def write_preview(
         fontsize=9,
     )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (3.6 * n + 0.5)))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100, metadata={"Software": None})
+    import io as _io
+
+    from fovea_ray import io as fio
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
-    return out
+    out = fio.write_bytes(out, buf.getvalue())
+    return out if fio.is_url(out) else Path(out)

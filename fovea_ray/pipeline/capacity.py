@@ -14,9 +14,12 @@ Three ways a run could otherwise wait for ever, or write where nobody reads:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
@@ -168,39 +171,127 @@ def waiting_for(cap: Capacity, available: dict, *, use_gpu: bool, actors: int, a
 _END = object()
 
 
-def watch_stalls(items: Iterable[T], timeout: float, explain: Callable[[], str]) -> Iterator[T]:
-    """``items``, pulled in a helper thread; :class:`ClusterError` after ``timeout`` idle seconds.
+class _Stalled(BaseException):
+    """Raised by the stall timer inside a blocked ``next()`` (private to :func:`watch_stalls`)."""
 
-    A blocking iterator (Ray Data's ``iter_rows``) cannot be given a timeout itself, so a
-    daemon thread drains it into a queue and this generator waits on the queue. When
-    nothing arrives for ``timeout`` seconds (0 or less: wait for ever), the error says for
-    how long and what the run is waiting for (``explain()``). An exception of the
-    iterator is re-raised here.
+
+def watch_stalls(items: Iterable[T], timeout: float, explain: Callable[[], str]) -> Iterator[T]:
+    """``items``, with :class:`ClusterError` after ``timeout`` seconds without a new item.
+
+    A blocking iterator (Ray Data's ``iter_rows``) cannot be given a timeout itself. In
+    the main thread, each ``next()`` runs under a ``SIGALRM`` interval timer armed only
+    for that call: when it fires, the iterator is stopped from inside (Ray Data's
+    iterator shuts its executor down on any ``BaseException``) and the error says for how
+    long and what the run is waiting for (``explain()``). SIGINT and SIGTERM reach the
+    same frame, so an interrupt stops the run at once. A timer the caller had armed (for
+    example pytest-timeout's) keeps its deadline and handler. Off the main thread, where
+    signals cannot be used, a daemon thread drains the iterator into a queue instead.
+    With ``timeout`` 0 or less, it waits for ever. An exception of the iterator is
+    re-raised here.
     """
     if timeout <= 0:
         yield from items
         return
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield from _drained(items, timeout, explain)
+        return
+    it = iter(items)
+    while True:
+        try:
+            with _alarm(timeout):
+                item = next(it)
+        except StopIteration:
+            return
+        except BaseException as exc:
+            if _stalled_in(exc):
+                raise ClusterError(_stall_message(timeout, explain)) from None
+            raise
+        yield item
+
+
+def _stall_message(timeout: float, explain: Callable[[], str]) -> str:
+    return f"no progress: no chunk stored for {timeout:g} s (--stall-timeout / ${STALL_ENV}); {explain()}"
+
+
+def _stalled_in(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was caused by, the stall timer (Ray wraps it in SystemError)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, _Stalled):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+@contextlib.contextmanager
+def _alarm(timeout: float) -> Iterator[None]:
+    """Raise :class:`_Stalled` in the block after ``timeout`` s; restore the caller's timer after."""
+    previous = signal.getsignal(signal.SIGALRM)
+    remaining, interval = signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    caller_deadline = start + remaining if remaining > 0 else None
+    handed = []
+
+    def fire(signum: int, frame: object) -> None:
+        now = time.monotonic()
+        if caller_deadline is not None and not handed and now >= caller_deadline and now - start < timeout:
+            # The caller's timer came due first: hand it its signal, then keep ours.
+            handed.append(now)
+            signal.setitimer(signal.ITIMER_REAL, max(start + timeout - now, 1e-3))
+            if callable(previous):
+                previous(signum, frame)
+            return
+        raise _Stalled
+
+    signal.signal(signal.SIGALRM, fire)
+    first = timeout if caller_deadline is None else min(timeout, remaining)
+    signal.setitimer(signal.ITIMER_REAL, max(first, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous if previous is not None else signal.SIG_DFL)
+        if caller_deadline is not None and not handed:
+            left = caller_deadline - time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), interval)
+        elif handed and interval > 0:
+            signal.setitimer(signal.ITIMER_REAL, interval, interval)
+
+
+def _drained(items: Iterable[T], timeout: float, explain: Callable[[], str]) -> Iterator[T]:
+    """The off-main-thread form of :func:`watch_stalls`: a daemon thread fills a queue."""
     box: queue.Queue = queue.Queue(maxsize=64)
+    stop = threading.Event()
 
     def pump() -> None:
         try:
             for item in items:
-                box.put((item, None))
+                while not stop.is_set():
+                    try:
+                        box.put((item, None), timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
             box.put((_END, exc))
             return
         box.put((_END, None))
 
     threading.Thread(target=pump, name="fovea-ray-drain", daemon=True).start()
-    while True:
-        try:
-            item, exc = box.get(timeout=timeout)
-        except queue.Empty:
-            raise ClusterError(
-                f"no progress: no chunk stored for {timeout:g} s (--stall-timeout / ${STALL_ENV}); {explain()}"
-            ) from None
-        if exc is not None:
-            raise exc
-        if item is _END:
-            return
-        yield item
+    try:
+        while True:
+            try:
+                item, exc = box.get(timeout=timeout)
+            except queue.Empty:
+                raise ClusterError(_stall_message(timeout, explain)) from None
+            if exc is not None:
+                raise exc
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()

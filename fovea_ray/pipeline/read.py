@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fovea_ray.errors import one_line
+from fovea_ray.io import storage_options as _options
 
 #: Concurrent fetches per read task for remote filesystems (object-store latency bound).
 REMOTE_FETCH_THREADS = 16
@@ -40,7 +41,7 @@ def _read_local(uri: str) -> bytes:
 def _read_remote(uri: str, storage_options: dict | None) -> bytes:
     import fsspec
 
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    fs, path = fsspec.core.url_to_fs(uri, **_options(storage_options))
     return fs.cat_file(path)
 
 

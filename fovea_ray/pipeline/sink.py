@@ -62,13 +62,18 @@ def write_chunks(
         failures = [[start + i, e] for i, e in enumerate(errors) if e]
         written = not (strict and failures)
         if written:
-            store.write_chunk(
-                chunk,
-                activations={layer: np.asarray(batch[ACT_PREFIX + layer][r])[:n] for layer in layers},
-                controls=np.asarray(batch["controls"][r])[:n],
-                anchor_score=np.asarray(batch["anchor_score"][r])[:n],
-                error=errors,
-            )
+            try:
+                store.write_chunk(
+                    chunk,
+                    activations={layer: np.asarray(batch[ACT_PREFIX + layer][r])[:n] for layer in layers},
+                    controls=np.asarray(batch["controls"][r])[:n],
+                    anchor_score=np.asarray(batch["anchor_score"][r])[:n],
+                    error=errors,
+                )
+            except OSError as exc:
+                if exc.filename is None:  # zarr's ENOSPC names no file: name the store and chunk
+                    raise type(exc)(exc.errno, exc.strerror, f"{store_path} (chunk {chunk})") from exc
+                raise
         out["chunk"].append(chunk)
         out["n"].append(n)
         out["n_failed"].append(len(failures))

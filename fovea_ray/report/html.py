@@ -107,8 +107,9 @@ def render_html(title: str, sections: Sequence[Section], *, banner: str = "", su
     return "\n".join(parts)
 
 
-def write_html(path: str | Path, page: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
+def write_html(path: str | Path, page: str) -> Path | str:
+    """Write ``page`` to a local path or an fsspec URL; a local path comes back as a Path."""
+    from fovea_ray import io as fio
+
+    out = fio.write_text(path, page)
+    return out if fio.is_url(out) else Path(out)

@@ -9,6 +9,7 @@ sweep with the pixel-statistics control, per-channel selectivity, and the other 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -366,7 +367,7 @@ def _is_random_weights(doc: dict) -> bool:
 
 def render_report(
     results: str | Path | dict, out: str | Path | None = None, *, notice: str = "", pairs_png: str | Path | None = None
-) -> Path:
+) -> Path | str:
     """Write ``OUT/figures/*.png`` and ``OUT/report.html`` from a results document; return the HTML path.
 
     Parameters
@@ -381,16 +382,17 @@ def render_report(
         example type-1/type-0 input pairs (default: ``OUT/figures/input_pairs.png``
         when present).
     """
+    from fovea_ray import io as fio
     from fovea_ray.stats.results import read_results
 
+    # Paths stay strings: ``out`` may be an fsspec URL (s3://...), which Path would mangle.
     if isinstance(results, dict):
         doc = results
-        out = Path(out or ".")
+        out = os.fspath(out or ".")
     else:
         doc = read_results(results)
-        out = Path(out) if out is not None else Path(results).parent
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
+        out = os.fspath(out) if out is not None else fio.parent(results)
+    figdir = fio.join(out, "figures")
     alpha = float(doc.get("config", {}).get("alpha", 0.01))
     main = doc.get("main_layer")
     rec = doc.get("layers", {}).get(main, {}) if main else {}
@@ -432,14 +434,14 @@ def render_report(
     sections.append(main_sec)
     sections.append(_layer_section(doc, alpha))
 
-    pairs = Path(pairs_png) if pairs_png else figdir / "input_pairs.png"
-    if pairs.exists():
+    pairs = os.fspath(pairs_png) if pairs_png else fio.join(figdir, "input_pairs.png")
+    if fio.exists(pairs):
         sections.append(
             Section(
                 "What the network saw",
                 blocks=[
                     Figure(
-                        pairs.read_bytes(),
+                        fio.read_bytes(pairs),
                         "Example type-1 (object at the fixation) and type-0 (object in the periphery) "
                         "inputs, foveated, cropped and pasted on the canvas exactly as the model received them.",
                         "input_pairs",
@@ -451,7 +453,7 @@ def render_report(
     for sec in sections:
         for b in sec.blocks:
             if isinstance(b, Figure) and b.name and b.name != "input_pairs":
-                (figdir / f"{b.name}.png").write_bytes(b.png)
+                fio.write_bytes(fio.join(figdir, f"{b.name}.png"), b.png)
     store = doc.get("store", {})
     sub = (
         f"results: schema {doc.get('schema')} v{doc.get('schema_version')}, created {doc.get('created')}; "
@@ -459,4 +461,4 @@ def render_report(
         f"fovea-ray {doc.get('versions', {}).get('fovea_ray')}"
     )
     page = render_html("fovea-ray: resolution specialisation report", sections, banner=banner, subtitle=sub)
-    return write_html(out / "report.html", page)
+    return write_html(fio.join(out, "report.html"), page)

@@ -325,25 +325,33 @@ def _validate_networks(doc: dict, source: str) -> None:
             raise InputError(f"{source}: a comparison names unknown networks {sorted(unknown)}")
 
 
-def write_results(doc: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Validate and write ``doc`` as strict JSON (atomically: a temp file, then rename)."""
-    path = Path(path)
-    validate_results(doc, source=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_jsonable(doc), allow_nan=False, indent=1))
-    tmp.replace(path)
-    return path
+def write_results(doc: dict[str, Any], path: str | os.PathLike) -> Path | str:
+    """Validate and write ``doc`` as strict JSON to a local path (atomically) or an fsspec URL.
+
+    Returns a :class:`~pathlib.Path` for a local file, the URL string otherwise.
+    """
+    from fovea_ray import io as fio
+
+    name = os.fspath(path)
+    validate_results(doc, source=name)
+    out = fio.write_text(name, json.dumps(to_jsonable(doc), allow_nan=False, indent=1))
+    return out if fio.is_url(out) else Path(out)
 
 
 def read_results(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a results file; InputError naming the file otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such results file")
+    """Read and validate a results file (path or URL); InputError naming the file otherwise."""
+    from fovea_ray import io as fio
+
+    path = os.fspath(path)
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raw = fio.read_bytes(path)
+    except (FileNotFoundError, IsADirectoryError):
+        raise InputError(f"{path}: no such results file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: not valid JSON ({exc})") from exc
     validate_results(doc, source=str(path))
     return doc

@@ -21,6 +21,7 @@ from fovea_ray.cluster import Execution
 from fovea_ray.errors import FoveaRayError, InputError, root_cause
 from fovea_ray.names import HF_ENERGY, STUDY_LAYER, canonical_stats
 from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
+from fovea_ray.stats.budget import check_permutation_memory
 from fovea_ray.stats.results import build_results
 
 __all__ = [
@@ -102,12 +103,24 @@ def layer_values(
 
 
 def _layer_task(
-    store_path: str, stats, cfg: BatteryConfig, main: str, device: str, samples, layer: str
+    store_path: str,
+    stats,
+    cfg: BatteryConfig,
+    main: str,
+    device: str,
+    samples,
+    layer: str,
+    *,
+    storage_options: dict | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """One layer's battery (an executor item: a Ray task, or called in-process)."""
+    """One layer's battery (an executor item: a Ray task, or called in-process).
+
+    ``storage_options`` travel with the task: a Ray worker may not have the driver's
+    environment (``FOVEA_RAY_STORAGE_OPTIONS``).
+    """
     from fovea_ray.store import open_store
 
-    store = open_store(store_path)
+    store = open_store(store_path, storage_options=storage_options)
     vals, y, names, kind = layer_values(store, layer, stats, samples)
     rec = run_battery(
         vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=layer == main, device=device
@@ -233,10 +246,13 @@ def run_store_tests(
     summary = sample_summary(store, samples)
     if summary["n_used"] == 0:
         raise InputError(f"{store.path}: no sample is done without error; run or resume the extraction first")
+    check_permutation_memory(summary["n_used"], cfg)
     sample_list = None if samples is None else sorted(int(s) for s in samples)
 
     executor = run.executor()
-    task = partial(_layer_task, str(store.path), stats, cfg, main, run.device, sample_list)
+    task = partial(
+        _layer_task, str(store.path), stats, cfg, main, run.device, sample_list, storage_options=store.storage_options
+    )
     try:
         records = dict(executor(task, todo))
     except FoveaRayError as exc:  # raised in a Ray task (a damaged chunk): its one line, not Ray's

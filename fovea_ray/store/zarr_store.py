@@ -53,6 +53,28 @@ def _as_store_path(path: str | os.PathLike) -> str:
     return text if _is_remote(text) else str(Path(text).expanduser())
 
 
+#: Object stores whose fsspec filesystems cache directory listings (fsspec's ``DirCache``).
+_LISTING_CACHES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
+
+
+def _options_for(path: str, storage_options: dict | None) -> dict | None:
+    """A remote store's fsspec options: those given, else :func:`fovea_ray.io.storage_options`.
+
+    Listings are not cached (``use_listings_cache=False``, unless the options say
+    otherwise): the store is written by sink tasks in other processes, and s3fs answers a
+    read of a chunk written after a cached listing with "not found", so the driver saw
+    chunks done by the sinks as not done (and their values as fill values).
+    """
+    if not _is_remote(path):
+        return None  # zarr refuses storage options for a local path
+    from fovea_ray.io import storage_options as default_options
+
+    options = default_options(storage_options)
+    if path.split("://", 1)[0].lower() in _LISTING_CACHES:
+        options.setdefault("use_listings_cache", False)
+    return options or None
+
+
 class Store:
     """A fovea-ray activation store (open it with :func:`open_store`).
 
@@ -70,7 +92,7 @@ class Store:
         zarr = _zarr()
         self.path = _as_store_path(path)
         self._mode = mode
-        self._storage_options = storage_options
+        self._storage_options = storage_options = _options_for(self.path, storage_options)
         if not _is_remote(self.path) and not Path(self.path).exists():
             raise InputError(f"{self.path}: no such fovea-ray store (the path does not exist)")
         try:
@@ -99,6 +121,11 @@ class Store:
             f"Store({self.path!r}, n_samples={self.n_samples}, chunk_size={self.chunk_size}, "
             f"layers={self.layers}, status={self.attrs.get('status')!r})"
         )
+
+    @property
+    def storage_options(self) -> dict | None:
+        """The fsspec options this store was opened with (None for a local store)."""
+        return self._storage_options
 
     @property
     def n_samples(self) -> int:
@@ -323,8 +350,16 @@ class Store:
         with dims ``(sample, "<layer>:channel", "<layer>:stat")`` (layers may differ in C
         and S), and the pixel controls a variable ``controls`` with dims
         ``(sample, rgb, "controls:stat")``; the stat dims carry the stat names.
+
+        A chunk object missing from a checksummed store raises
+        :class:`~fovea_ray.errors.DamagedStoreError` here (xarray would read it as the
+        fill value); a corrupt one fails its crc32c when the data is loaded.
         """
         import xarray as xr
+
+        missing = self.damage(checksums=False)
+        if missing:
+            self._raise_damage(missing)
 
         opts = (
             dict(consolidated=None, storage_options=self._storage_options)
@@ -580,6 +615,7 @@ def create_store(
     for name in layers:
         L.validate_layer_name(name)
     target = _as_store_path(path)
+    storage_options = _options_for(target, storage_options)
     if not overwrite and not _is_remote(target) and Path(target).exists():
         raise InputError(f"{target}: already exists (open it to resume, or pass overwrite=True)")
 

@@ -68,7 +68,7 @@ from typing import Any
 import tomllib
 
 from fovea_ray.errors import InputError
-from fovea_ray.names import DEFAULT_STATS, STUDY_LAYER
+from fovea_ray.names import DEFAULT_STATS, MAX_CANVAS, STUDY_LAYER
 
 
 @dataclass
@@ -164,17 +164,61 @@ class RunConfig:
         return path
 
 
-def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
+#: Ranges of the numeric keys, by (table, key): (low, high, low is open, high is open); None: unbounded.
+_RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = {
+    ("", "seed"): (0, None, False, False),
+    ("data", "synthetic_images"): (2, None, False, False),
+    ("data", "synthetic_size"): (32, MAX_CANVAS, False, False),
+    ("prepare", "n_per_type"): (0, None, False, False),
+    ("prepare", "canvas"): (8, MAX_CANVAS, False, False),
+    ("prepare", "pixels_per_degree"): (0, None, True, False),
+    ("extract", "batch_size"): (1, None, False, False),
+    ("extract", "chunk_size"): (1, None, False, False),
+    ("test", "permutations"): (0, None, False, False),
+    ("test", "full_permutations"): (0, None, False, False),
+    ("test", "alpha"): (0, 1, True, True),
+}
+
+
+def _check_range(table: str, key: str, value: Any, where: str) -> None:
+    """One line naming the file, the table and the key when a numeric value is out of range."""
+    bounds = _RANGES.get((table, key))
+    if bounds is None:
+        return
+    lo, hi, lo_open, hi_open = bounds
+    low_bad = lo is not None and (value <= lo if lo_open else value < lo)
+    high_bad = hi is not None and (value >= hi if hi_open else value > hi)
+    if not (low_bad or high_bad):
+        return
+    name = f"[{table}] {key}" if table else key
+    if lo is not None and hi is not None:
+        want = f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        want = f"{'>' if lo_open else '>='} {lo:g}"
+    else:
+        want = f"{'<' if hi_open else '<='} {hi:g}"
+    raise InputError(f"{where}: {name} must be {want}, got {value!r}")
+
+
+def _merge(obj: Any, values: dict[str, Any], where: str, table: str = "", flags: dict | None = None) -> None:
+    """Set ``values`` on the config dataclass ``obj``, checking each key's name, type and range.
+
+    ``where`` names the TOML file in messages; a value that came from a command-line flag
+    (``flags``, nested like ``values``) is named as such instead.
+    """
+    flags = flags or {}
     known = {f.name: f for f in fields(obj)}
+    prefix = f"{where} [{table}]" if table else where
     for key, value in values.items():
         if key not in known:
-            raise InputError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
+            raise InputError(f"{prefix}: unknown key {key!r} (known: {', '.join(sorted(known))})")
         current = getattr(obj, key)
         if hasattr(current, "__dataclass_fields__"):
             if not isinstance(value, dict):
-                raise InputError(f"{where}: [{key}] must be a table")
-            _merge(current, value, f"{where} [{key}]")
+                raise InputError(f"{prefix}: [{key}] must be a table")
+            _merge(current, value, where, key, flags.get(key) if isinstance(flags.get(key), dict) else {})
             continue
+        where_key = "command line" if key in flags else where
         if isinstance(current, bool):
             ok = isinstance(value, bool)
         elif isinstance(current, int):
@@ -187,8 +231,18 @@ def _merge(obj: Any, values: dict[str, Any], where: str) -> None:
         else:
             ok = isinstance(value, str)
         if not ok:
-            raise InputError(f"{where}: {key} = {value!r} has the wrong type (expected {type(current).__name__})")
+            raise InputError(f"{prefix}: {key} = {value!r} has the wrong type (expected {type(current).__name__})")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            _check_range(table, key, value, where_key)
+        if (table, key) == ("prepare", "ecc_band"):
+            _check_band(value, where_key)
         setattr(obj, key, copy.deepcopy(value))
+
+
+def _check_band(value: list, where: str) -> None:
+    ok = len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    if not ok or not 0 <= value[0] < value[1]:
+        raise InputError(f"{where}: [prepare] ecc_band must be [LO, HI] degrees with 0 <= LO < HI, got {value!r}")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -206,12 +260,13 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             raise InputError(f"{path}: config file not found") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{path}: not valid TOML ({exc})") from None
-    merged = _deep_update(values, _drop_none(overrides or {}))
+    flags = _drop_none(overrides or {})
+    merged = _deep_update(values, flags)
     has_data = bool(merged.get("data", {}).get("annotations"))
     cfg = RunConfig() if has_data else RunConfig.demo()
     if "networks" not in merged and any(k in merged.get("extract", {}) for k in ("arch", "model", "weights")):
         cfg.networks = []  # a network named by [extract] replaces the demo's pair
-    _merge(cfg, merged, str(path) if path else "config")
+    _merge(cfg, merged, str(path) if path else "config", flags=flags)
     if bool(cfg.data.annotations) != bool(cfg.data.images):
         raise InputError("config: give both the annotations file and the images root (or neither, for the demo)")
     return cfg

@@ -139,6 +139,13 @@ def extract_store(cfg: RunConfig, net: StudyNetwork, manifest: Path, out: Path) 
 
 def run_study(cfg: RunConfig) -> Path:
     """Run the whole study described by ``cfg``; return the output folder."""
+    from fovea_ray.io import is_url
+
+    if is_url(cfg.out):
+        raise InputError(
+            f"{cfg.out}: `fovea-ray run` writes to a local folder; for object storage run the steps "
+            "(prepare, extract, test, report), which take s3:// (or any fsspec URL) for every output"
+        )
     out = Path(cfg.out)
     nets = study_networks(cfg, controls=tuple(cfg.control_networks))  # one-line errors before any work
     out.mkdir(parents=True, exist_ok=True)

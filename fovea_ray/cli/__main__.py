@@ -1,0 +1,5 @@
+"""``python -m fovea_ray.cli``: the same as the ``fovea-ray`` script."""
+
+from fovea_ray.cli import main
+
+main()
