@@ -24,19 +24,19 @@ from _helpers import run_cli
 from fovea_ray.errors import InputError
 from fovea_ray.store import open_store
 
-LAYERS = "backbone.body.layer1.0.bn3,backbone.body.layer2.3.bn3"
+# The pipeline is under test, not the network: a two-layer user factory keeps it fast.
+NET = "fovea_ray.model.examples:two_layer_cnn"
 EXTRACT = [
-    "--arch",
-    "resnet50",
+    "--model",
+    NET,
     "--layers",
-    LAYERS,
+    "act1,act2",
     "--stats",
     "mean,max",
     "--chunk-size",
     "1",
     "--batch-size",
     "1",
-    "--backbone-only",
     "--no-progress",
 ]
 TEST = ["--local", "--permutations", "19", "--mmd-permutations", "0", "--no-progress"]
