@@ -273,7 +273,9 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
     from fovea_ray.data.manifest import write_manifest
     from fovea_ray.pipeline import extract
 
-    kw = {**KW, "chunk_size": 1, "batch_size": 1, "backbone_only": True}
+    # The resume is under test, not the network: the two-layer user factory keeps it fast.
+    net = "fovea_ray.model.examples:two_layer_cnn"
+    kw = dict(model=net, layers=["act1", "act2"], stats=STATS, chunk_size=1, batch_size=1, seed=0, progress=False)
     manifest_path = write_manifest(make_manifest(synthetic_coco, 8), tmp_path / "m.parquet")
     ref = tmp_path / "ref.zarr"
     extract(manifest_path, ref, **kw)
@@ -285,17 +287,16 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
         str(out),
         "--address",
         ray_session.get_runtime_context().gcs_address,
-        "--arch",
-        "resnet50",
+        "--model",
+        net,
         "--layers",
-        ",".join(LAYERS),
+        "act1,act2",
         "--stats",
         ",".join(STATS),
         "--chunk-size",
         "1",
         "--batch-size",
         "1",
-        "--backbone-only",
         "--seed",
         "0",
         "--no-progress",
