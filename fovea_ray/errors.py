@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+E = TypeVar("E", bound=BaseException)
+
 
 class FoveaRayError(Exception):
     """A problem the user can fix (bad input file, bad option, missing data).
@@ -36,6 +40,23 @@ def root_cause(exc: BaseException) -> BaseException:
             break
         seen = cause
     return seen
+
+
+def in_chain(exc: BaseException, kind: type[E]) -> E | None:
+    """The first exception of type ``kind`` among ``exc`` and its causes, else ``None``.
+
+    Follows ``__cause__``, else ``__context__``: an exception raised by a signal handler
+    while Ray's C++ core waits surfaces as ``SystemError: ... returned a result with an
+    exception set``, with the handler's exception as its context.
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, kind):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def one_line(message: object, limit: int = 2000) -> str:

@@ -19,6 +19,8 @@ import signal
 import threading
 from collections.abc import Iterator
 
+from fovea_ray.errors import in_chain
+
 __all__ = ["Interrupted", "interruption_in", "keep_handlers", "stop_on_signals"]
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -64,14 +66,7 @@ def interruption_in(exc: BaseException) -> Interrupted | None:
     surfaces as ``SystemError: ... returned a result with an exception set``, with the
     :class:`Interrupted` as its ``__cause__`` or ``__context__``.
     """
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, Interrupted):
-            return cur
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return None
+    return in_chain(exc, Interrupted)
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from fovea_ray.errors import ClusterError
+from fovea_ray.errors import ClusterError, in_chain
 
 __all__ = [
     "DEFAULT_STALL_TIMEOUT",
@@ -215,14 +215,7 @@ def _stall_message(timeout: float, explain: Callable[[], str]) -> str:
 
 def _stalled_in(exc: BaseException) -> bool:
     """Whether ``exc`` is, or was caused by, the stall timer (Ray wraps it in SystemError)."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        if isinstance(cur, _Stalled):
-            return True
-        seen.add(id(cur))
-        cur = cur.__cause__ or cur.__context__
-    return False
+    return in_chain(exc, _Stalled) is not None
 
 
 @contextlib.contextmanager
