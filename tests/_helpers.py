@@ -5,6 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,6 +27,48 @@ def run_cli(args: list[str]) -> tuple[int, str]:
         except SystemExit as exc:
             code = int(exc.code or 0)
     return code, buf.getvalue()
+
+
+def signal_when(
+    args: list[str], ready: Callable[[], bool], sig: int, env: dict | None = None, timeout: float = 150
+) -> tuple[int, str]:
+    """Start ``fovea-ray ARGS`` in a subprocess; once ``ready()`` holds, send ``sig``.
+
+    Returns (exit code, stdout + stderr). Fails if the run ends before it is signalled.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fovea_ray.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env or dict(os.environ),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None and not ready():
+            time.sleep(0.05)
+        assert proc.poll() is None, f"the run ended before the signal: {proc.communicate()[0][-2000:]}"
+        proc.send_signal(sig)
+        text, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, text
+
+
+def chunks_done(store: str | Path, n: int) -> Callable[[], bool]:
+    """A ``ready`` for :func:`signal_when`: at least ``n`` chunks of ``store`` are done."""
+    from fovea_ray.errors import InputError
+    from fovea_ray.store import open_store
+
+    def ready() -> bool:
+        try:
+            st = open_store(store)
+            return st.n_chunks - len(st.pending_chunks()) >= n
+        except (InputError, KeyError):
+            return False  # not created yet, or still being created
+
+    return ready
 
 
 def blossom_total(eligible: dict) -> int:

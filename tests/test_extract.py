@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _helpers import run_cli
+from _helpers import chunks_done, run_cli, signal_when
 
 from fovea_ray.errors import InputError
 from fovea_ray.store import open_store
@@ -264,11 +264,7 @@ def test_strict_stops_at_the_first_failure(ray_session, synthetic_coco, tmp_path
 @pytest.mark.slow
 def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, synthetic_coco, tmp_path):
     """SIGKILL the `fovea-ray extract` driver part-way; the rerun ends with the uninterrupted store."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
     from fovea_ray.data.manifest import write_manifest
     from fovea_ray.pipeline import extract
@@ -301,26 +297,8 @@ def test_killed_driver_then_rerun_gives_the_uninterrupted_store(ray_session, syn
         "0",
         "--no-progress",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from fovea_ray.cli import main; main(sys.argv[1:])", "extract", *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if len(open_store(out).pending_chunks()) <= 6:  # two chunks done
-                    break
-            except (InputError, KeyError):
-                pass  # not created yet, or still being created
-            time.sleep(0.05)
-        assert proc.poll() is None, "the driver finished (or failed) before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    code, _ = signal_when(["extract", *args], chunks_done(out, 2), signal.SIGKILL, timeout=120)
+    assert code == -signal.SIGKILL
     partial = open_store(out)
     left = partial.pending_chunks()
     assert 0 < len(left) < 8 and partial.attrs["status"] == "running"  # killed with no chance to clean up

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _helpers import random_store
+from _helpers import chunks_done, random_store, signal_when
 from test_extract import LAYERS, STATS, make_manifest
 
-from fovea_ray.errors import InputError
 from fovea_ray.store import open_store
 
 N = 8
@@ -45,38 +44,6 @@ def _args(manifest: Path, out: Path) -> list[str]:
         "--backbone-only",
         "--no-progress",
     ]
-
-
-def _signal_when(args: list[str], ready, sig: int, env: dict | None = None) -> tuple[int, str]:
-    """Start ``fovea-ray ARGS``; once ``ready()`` holds, send ``sig``; (exit code, output)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fovea_ray.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env or dict(os.environ),
-    )
-    try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and proc.poll() is None and not ready():
-            time.sleep(0.05)
-        assert proc.poll() is None, f"the run ended before the signal: {proc.communicate()[0][-2000:]}"
-        proc.send_signal(sig)
-        text, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, text
-
-
-def _chunks_done(out: Path, n: int):
-    def ready() -> bool:
-        try:
-            return len(open_store(out).pending_chunks()) <= N - n
-        except (InputError, KeyError):
-            return False  # not created yet
-
-    return ready
 
 
 def _extract_with(manifest: Path, out: Path, option: str, value: str) -> list[str]:
@@ -106,7 +73,7 @@ def test_sigint_mid_extract_stops_cleanly_and_a_resume_keeps_the_numerics(ray_se
 
     out = tmp_path / "s.zarr"
     address = ["--address", ray_session.get_runtime_context().gcs_address]
-    code, text = _signal_when([*_args(manifest_path, out), *address], _chunks_done(out, 2), signal.SIGINT)
+    code, text = signal_when([*_args(manifest_path, out), *address], chunks_done(out, 2), signal.SIGINT)
     assert code == 130, text[-2000:]
     assert "Traceback" not in text
     line = next(x for x in text.splitlines() if x.startswith("fovea-ray: interrupted"))
@@ -138,7 +105,7 @@ def test_sigterm_stops_a_ray_command_with_143(ray_session, tmp_path):
     address = ["--address", ray_session.get_runtime_context().gcs_address]
     args = ["test", str(store), "--out", str(out), "--full-permutations", "20000", "--no-progress", *address]
     started = time.monotonic()
-    code, text = _signal_when(args, lambda: time.monotonic() - started > 12, signal.SIGTERM)
+    code, text = signal_when(args, lambda: time.monotonic() - started > 12, signal.SIGTERM)
     assert code == 143, text[-2000:]
     assert "fovea-ray: interrupted (SIGTERM)" in text and "Traceback" not in text
     assert not out.exists()

@@ -14,14 +14,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import run_cli
+from _helpers import chunks_done, run_cli, signal_when
 
-from fovea_ray.errors import InputError
 from fovea_ray.store import open_store
 
 # The pipeline is under test, not the network: a two-layer user factory keeps it fast.
@@ -87,28 +85,6 @@ def s3_coco(s3_server, synthetic_coco) -> str:
     return f"s3://{root}"
 
 
-def _kill_after_two_chunks(args: list[str], store: str, env: dict) -> None:
-    """Run ``fovea-ray ARGS`` in a subprocess and SIGKILL it once 2 chunks are stored."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fovea_ray.cli", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
-    )
-    try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                if len(open_store(store).pending_chunks()) <= 6:
-                    break
-            except (InputError, KeyError):
-                pass  # not created yet
-            time.sleep(0.1)
-        assert proc.poll() is None, "the driver ended before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
 def test_s3_end_to_end_with_a_sigkill_resume_matches_a_local_run(
     ray_session, s3_server, s3_coco, local_run, tmp_path, monkeypatch
 ):
@@ -123,7 +99,11 @@ def test_s3_end_to_end_with_a_sigkill_resume_matches_a_local_run(
 
     extract = ["extract", f"{url}/m.parquet", "--out", f"{url}/store.zarr", *EXTRACT]
     address = ["--address", ray_session.get_runtime_context().gcs_address]
-    _kill_after_two_chunks([*options, *extract, *address], f"{url}/store.zarr", {**os.environ, **s3_server["env"]})
+    store = f"{url}/store.zarr"
+    code, _ = signal_when(
+        [*options, *extract, *address], chunks_done(store, 2), signal.SIGKILL, {**os.environ, **s3_server["env"]}
+    )
+    assert code == -signal.SIGKILL
     left = len(open_store(f"{url}/store.zarr").pending_chunks())
     assert 0 < left <= 6
     text = _cli([*options, *extract])

@@ -35,6 +35,7 @@ def verify(
 
     Stores made before checksums are reported as unverified.
     """
+    from fovea_ray.errors import DamagedStoreError
     from fovea_ray.store import open_store
 
     st = open_store(store, mode="r+" if repair else "r")
@@ -78,5 +79,5 @@ def verify(
     again = open_store(st.path).damage()
     if again or not summary.complete:
         what = f"{len(again)} damaged chunk objects remain" if again else "the store is not complete"
-        raise SystemExit(f"fovea-ray: error: {st.path}: repair incomplete: {what}; rerun `fovea-ray verify --repair`")
+        raise DamagedStoreError(f"{st.path}: repair incomplete: {what}; rerun `fovea-ray verify {st.path} --repair`")
     typer.echo(f"repaired: {summary.chunks_run} chunks recomputed from {manifest}; verified, no damage")
