@@ -13,7 +13,8 @@ them from here:
 Statistic names (the ``stats`` argument of :func:`fovea_ray.taps.capture`):
 
 ``mean``
-    arithmetic mean.
+    arithmetic mean (on a CPU where numba is installed, summed in float64 and rounded
+    once to float32; elsewhere torch's float32 mean: see :func:`reduction_numerics`).
 ``median``
     the exact median with numpy's definition: for an even count, the mean of the two
     middle values (``torch.median`` would return the lower one).
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BASIC_STATS",
+    "COMPILED_NUMERICS",
     "DEFAULT_LAYERS",
     "DEFAULT_STATS",
     "HF_ENERGY",
@@ -48,6 +50,7 @@ __all__ = [
     "StatSpec",
     "canonical_stats",
     "parse_stats",
+    "reduction_numerics",
     "split_names",
 ]
 
@@ -157,3 +160,19 @@ def canonical_stats(stats: str | Iterable[str], *, allow_hf_energy: bool = True)
     -> ``["mean", "topk_mean@0.1"]``. ``hf_energy`` is admitted by default: a selection
     of stored statistics may name the pixel controls' own."""
     return [s.name for s in parse_stats(stats, allow_hf_energy=allow_hf_energy)]
+
+
+#: The compiled CPU reductions' numerics (:mod:`fovea_ray.taps.median_numba`): bump when
+#: their round-off changes (2: the mean summed in float64 and rounded once).
+COMPILED_NUMERICS = "compiled-2"
+
+
+def reduction_numerics(device_type: str) -> str:
+    """Which per-channel reductions a device's taps run: :data:`COMPILED_NUMERICS` on a
+    CPU where numba is installed, else ``"torch"``. Part of a store's numerics fingerprint
+    (their means can differ in the last bit)."""
+    import importlib.util
+
+    if device_type == "cpu" and importlib.util.find_spec("numba") is not None:
+        return COMPILED_NUMERICS
+    return "torch"

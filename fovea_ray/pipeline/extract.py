@@ -38,7 +38,7 @@ import pandas as pd
 
 from fovea_ray.errors import ClusterError, FoveaRayError, InputError, one_line, root_cause
 from fovea_ray.interrupts import Interrupted, interruption_in
-from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS, MAX_CANVAS
+from fovea_ray.names import DEFAULT_LAYERS, DEFAULT_STATS, MAX_CANVAS, reduction_numerics
 from fovea_ray.pipeline.capacity import (
     Capacity,
     actor_cpus_cap,
@@ -406,13 +406,16 @@ def numerics(opts: ExtractOptions, facts: ModelFacts, cluster: ClusterPlan) -> d
     the convolutions (measured: 87% of values differ between 8 and 1 threads, median
     relative 5e-7), as do the torch build and the device. A resume that would mix chunks
     of two fingerprints is refused (:func:`_check_numerics`). On GPU the CPU thread count
-    does not enter the forward, so it is not part of the fingerprint there.
+    does not enter the forward, so it is not part of the fingerprint there. ``reductions``
+    says which per-channel reductions ran (:func:`~fovea_ray.names.reduction_numerics`:
+    on a CPU with numba the compiled pass's float64-summed mean).
     """
     return {
         "batch_size": opts.batch_size,
         "device": cluster.device,
         "torch_threads": None if cluster.use_gpu else cluster.torch_threads,
         "torch": facts.versions.get("torch"),
+        "reductions": reduction_numerics("cuda" if cluster.use_gpu else "cpu"),
     }
 
 

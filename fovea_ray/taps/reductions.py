@@ -34,6 +34,7 @@ are several times slower (ties slow selection down). All paths give the same val
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -190,38 +191,40 @@ def _median_zero_ties(rows: np.ndarray, median) -> np.ndarray:
     return out
 
 
-_COMPILED: object = None  # the compiled median, once looked up; False without numba
+_COMPILED: object = None  # median_numba.summarise_rows, once looked up; False without numba
 
 
-def _compiled_median():
-    """``median_numba.median_rows_numba``, or None where numba does not import (imported on
-    first use: numba takes ~0.3 s to import)."""
+def _compiled():
+    """``median_numba.summarise_rows``, or None where numba does not import or its kernels
+    do not compile here (imported on first use: numba takes ~0.3 s to import; a failed
+    compilation warns once and the numpy and torch paths run instead)."""
     global _COMPILED
     if _COMPILED is None:
         try:
-            from fovea_ray.taps.median_numba import median_rows_numba
+            from fovea_ray.taps.median_numba import summarise_rows
+
+            summarise_rows(np.arange(40, dtype=np.float32).reshape(2, 20) - 20)  # compiles or loads the kernels
         except ImportError:
-            median_rows_numba = False
-        _COMPILED = median_rows_numba
+            summarise_rows = False
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: use the other paths
+            warnings.warn(
+                f"fovea-ray: the compiled reductions do not compile here ({type(exc).__name__}: {exc}); "
+                "using the numpy median and torch's mean and max",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            summarise_rows = False
+        _COMPILED = summarise_rows
     return _COMPILED or None
 
 
-def _median_max_compiled(
-    array: np.ndarray, width: int | None, *, with_max: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Medians, and the maxima from the same pass when ``with_max``, of the rows of a
-    C-contiguous float32 array by the compiled passes, split across torch's threads."""
-    compiled = _compiled_median()
-    out = np.empty((array.shape[0], 2 if with_max else 1), dtype=np.float32)
-
-    def run(part: np.ndarray, dest: np.ndarray) -> None:
-        maxima = np.empty(part.shape[0], dtype=np.float32) if with_max else None
-        dest[:, 0] = compiled(part, width, maxima)
-        if with_max:
-            dest[:, 1] = maxima
-
-    _split_rows(array, run, out)
-    return out[:, 0].copy(), (out[:, 1].copy() if with_max else None)
+def _summary_compiled(
+    array: np.ndarray, width: int | None, *, median: bool
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """``(median or None, max, mean)`` of the rows of a C-contiguous float32 array by the
+    compiled passes, on torch's intra-op threads (in torch's own OpenMP team where it is
+    libgomp: no second team competes with torch's for the cores)."""
+    return _compiled()(array, width, median=median, threads=torch.get_num_threads())
 
 
 def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "auto") -> torch.Tensor:
@@ -239,13 +242,13 @@ def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "
     if array.dtype != np.float32:
         raise ValueError(f"median_rows needs float32 rows, got {array.dtype}")
     out = np.empty(array.shape[0], dtype=np.float32)
-    compiled = _compiled_median() if method != "numpy" else None
+    compiled = _compiled() if method != "numpy" else None
     if method == "compiled" and compiled is None:
         raise ValueError("median_rows(method='compiled') needs numba, which does not import here")
     if array.shape[0] == 0:
         return torch.from_numpy(out)
     if compiled is not None:
-        return torch.from_numpy(_median_max_compiled(array, width, with_max=False)[0])
+        return torch.from_numpy(_summary_compiled(array, width, median=True)[0])
     if array.shape[1] < BRACKET_MIN_LENGTH:
 
         def median(part: np.ndarray) -> np.ndarray:
@@ -268,11 +271,14 @@ def reduce_rows(
     """Reduce each row of ``rows`` (R, N) to the statistics ``specs`` -> (R, S) float32.
 
     ``median_backend`` picks how order statistics are found: ``"numpy"`` (CPU tensors
-    only: :func:`median_rows` for medians, compiled where numba imports, with the max
-    from the same pass; one numpy sort per row for top-k means), ``"torch"`` (one
-    ``torch.sort`` per row), or ``"auto"`` (numpy on the CPU, torch elsewhere). All give
-    identical values. ``width``: the maps' width when rows are flattened H x W maps (a
-    hint for the median's sample). Rows must be non-empty.
+    only: :func:`median_rows` for medians; one numpy sort per row for top-k means),
+    ``"torch"`` (one ``torch.sort`` per row), or ``"auto"`` (numpy on the CPU, torch
+    elsewhere). All give identical order statistics (median, max, min, top-k means).
+    Where numba imports, the ``"numpy"`` backend takes the median, max and mean from one
+    compiled pass per row (:mod:`fovea_ray.taps.median_numba`); that mean is summed in
+    float64 and rounded once, so it can differ from torch's float32 mean (the other
+    backends and devices) in the last bit or so. ``width``: the maps' width when rows are
+    flattened H x W maps (a hint for the median's sample). Rows must be non-empty.
     """
     if rows.ndim != 2 or rows.shape[-1] == 0:
         raise ValueError(f"reduce_rows needs a non-empty (R, N) tensor, got shape {tuple(rows.shape)}")
@@ -289,28 +295,30 @@ def reduce_rows(
     ordered: torch.Tensor | None = None
     median: torch.Tensor | None = None
     maxima: torch.Tensor | None = None
+    means: torch.Tensor | None = None
     if "topk_mean" in kinds or ("median" in kinds and backend == "torch"):
         ordered = _sort_numpy(rows) if backend == "numpy" else rows.sort(dim=-1).values
-    elif "median" in kinds and _compiled_median() is not None:
-        # The compiled median's pass over each row also finds its maximum (exact: no rounding).
+    if backend == "numpy" and kinds & {"mean", "median", "max"} and _compiled() is not None:
+        # One compiled pass over each row gives its max and float64-summed mean, and the
+        # median where the rows are not sorted anyway (exact: :mod:`.median_numba`).
         array = rows.contiguous().numpy()
-        med, top = _median_max_compiled(array, width, with_max="max" in kinds)
-        median = torch.from_numpy(med)
-        maxima = None if top is None else torch.from_numpy(top)
-    elif "median" in kinds:
+        med, top, avg = _summary_compiled(array, width, median="median" in kinds and ordered is None)
+        median = None if med is None else torch.from_numpy(med)
+        maxima, means = torch.from_numpy(top), torch.from_numpy(avg)
+    elif "median" in kinds and ordered is None:
         median = median_rows(rows, width=width)
     out = torch.empty(rows.shape[0], len(specs), dtype=torch.float32, device=rows.device)
     for j, spec in enumerate(specs):
         kind = spec.kind
         if kind == "mean":
-            value = rows.mean(dim=-1)
+            value = means if means is not None else rows.mean(dim=-1)
         elif kind == "median":
             if median is None:  # NaN sorts last; a row holding NaN has a NaN median, as in numpy
                 median = (ordered[:, (n - 1) // 2] + ordered[:, n // 2]) * 0.5
                 median = median.masked_fill(ordered[:, -1].isnan(), math.nan)
             value = median
         elif kind == "max":
-            value = ordered[:, -1] if ordered is not None else maxima if maxima is not None else rows.amax(dim=-1)
+            value = maxima if maxima is not None else ordered[:, -1] if ordered is not None else rows.amax(dim=-1)
         elif kind == "min":
             value = ordered[:, 0] if ordered is not None else rows.amin(dim=-1)
         elif kind == "std":
