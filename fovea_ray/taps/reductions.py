@@ -8,17 +8,14 @@ deep convolutional neural networks", section 3) reduced each 1024 x 60 x 60 map 
 median and max. Top-k pooling follows the "top-k mean" summaries used for
 class-activation maps (e.g. Durand et al., "WILDCAT", CVPR 2017).
 
-On the CPU the exact median comes from compiled passes (numba,
-:mod:`fovea_ray.taps.median_numba`): one pass over every row counts its zeros and
-negatives (a row whose two middle ranks both hold a zero, about half the channels of a
-post-ReLU map, has the median 0 with no selection), finds its maximum when ``max`` is
-also asked for, and copies a lattice sample of the other rows; a second pass over those
-rows gathers the values between two order statistics of the sorted sample (about 15 %
-of them), and only these are sorted. A ResNet-50's 16 bottleneck maps at 224 px (batch 8,
-44 M values) take ~75 ms with two threads, against ~180 ms for the numpy bracketed
-selection below and ~720 ms for ``np.median`` (``benchmarks/README.md``).
+On the CPU the exact median, the max and the mean come from one compiled pass per row
+(numba, :mod:`fovea_ray.taps.median_numba`): 16-lane vector loops count zeros and
+negatives, find the max and a float64 sum, and vectorised counting probes then close in
+on the middle ranks; the rows run on torch's own OpenMP team. A ResNet-50's 16 bottleneck
+maps at 224 px (batch 8, 44 M values) take ~45-55 ms with two threads
+(``benchmarks/README.md``).
 
-Without numba the same bracket runs as numpy passes (:func:`median_rows` with
+Without numba a bracketed selection runs as numpy passes (:func:`median_rows` with
 ``method="numpy"``): a lattice sample of each row is sorted, two of its order statistics
 bracket the median's ranks, whole-row counts confirm the bracket, and only the values
 inside it are sorted; rows whose two middle ranks are zeros are found first by two
