@@ -52,7 +52,7 @@ from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-__all__ = ["median_rows_numba", "summarise_rows"]
+__all__ = ["summarise_rows"]
 
 # ---------------------------------------------------------------------------------------
 # 16-lane vector loops, as LLVM IR.
@@ -494,14 +494,13 @@ def _team_task(task):  # pragma: no cover - compiled
 
 
 def summarise_rows(
-    rows: np.ndarray, width: int | None = None, *, median: bool = True, threads: int = 1
+    rows: np.ndarray, *, median: bool = True, threads: int = 1
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """``(median, max, mean)`` of each row of a C-contiguous float32 ``(R, n)`` array, ``n >= 1``.
 
     The median is exact (numpy's definition: the mean of the two middle values), the max
     exact, the mean the float64 sum over ``n`` rounded to float32; each is NaN for a row
-    holding NaN (as ``np.median``, ``torch.amax`` and ``torch.mean``). ``width`` is
-    accepted for the numpy path's signature and not needed here. ``median=False`` skips
+    holding NaN (as ``np.median``, ``torch.amax`` and ``torch.mean``). ``median=False`` skips
     the selection (and returns None for it). ``threads > 1`` runs the rows in chunks on
     that many threads of torch's OpenMP team (:mod:`fovea_ray.taps.openmp`), or of a
     thread pool where torch's OpenMP is not libgomp."""
@@ -522,7 +521,6 @@ def summarise_rows(
 
 #: Rows per chunk that a thread takes at least (a chunk allocates two row buffers).
 _MIN_CHUNK = 16
-_POOL = None
 
 
 def _run_threaded(rows, want_median, median, maxima, means, threads: int) -> None:
@@ -537,24 +535,12 @@ def _run_threaded(rows, want_median, median, maxima, means, threads: int) -> Non
         task[[_DATA, _MEDIAN, _MAXIMA, _MEANS]] = [a.ctypes.data for a in (rows, median, maxima, means)]
         omp.run(_team_task.address, task.ctypes.data, threads)
         return
-    global _POOL
-    from concurrent.futures import ThreadPoolExecutor
+    from fovea_ray.taps.reductions import _pool  # the package's one thread pool
 
-    if _POOL is None or _POOL._max_workers != threads:
-        _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fovea-ray-reduce")
     bounds = np.linspace(0, n_rows, threads + 1).astype(int)
 
     def part(i: int) -> None:
         a, b = bounds[i], bounds[i + 1]
         _reduce_block(rows[a:b], want_median, median[a:b], maxima[a:b], means[a:b])
 
-    list(_POOL.map(part, range(threads)))
-
-
-def median_rows_numba(rows: np.ndarray, width: int | None = None, maxima: np.ndarray | None = None) -> np.ndarray:
-    """Exact medians of the rows of a C-contiguous float32 ``(R, n)`` array (see
-    :func:`summarise_rows`); ``maxima``, when given, receives each row's maximum."""
-    median, top, _ = summarise_rows(rows, width)
-    if maxima is not None:
-        maxima[...] = top
-    return median
+    list(_pool(threads).map(part, range(threads)))

@@ -215,13 +215,11 @@ def _compiled():
     return _COMPILED or None
 
 
-def _summary_compiled(
-    array: np.ndarray, width: int | None, *, median: bool
-) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def _summary_compiled(array: np.ndarray, *, median: bool) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """``(median or None, max, mean)`` of the rows of a C-contiguous float32 array by the
     compiled passes, on torch's intra-op threads (in torch's own OpenMP team where it is
     libgomp: no second team competes with torch's for the cores)."""
-    return _compiled()(array, width, median=median, threads=torch.get_num_threads())
+    return _compiled()(array, median=median, threads=torch.get_num_threads())
 
 
 def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "auto") -> torch.Tensor:
@@ -245,7 +243,7 @@ def median_rows(rows: torch.Tensor, *, width: int | None = None, method: str = "
     if array.shape[0] == 0:
         return torch.from_numpy(out)
     if compiled is not None:
-        return torch.from_numpy(_summary_compiled(array, width, median=True)[0])
+        return torch.from_numpy(_summary_compiled(array, median=True)[0])
     if array.shape[1] < BRACKET_MIN_LENGTH:
 
         def median(part: np.ndarray) -> np.ndarray:
@@ -299,7 +297,7 @@ def reduce_rows(
         # One compiled pass over each row gives its max and float64-summed mean, and the
         # median where the rows are not sorted anyway (exact: :mod:`.median_numba`).
         array = rows.contiguous().numpy()
-        med, top, avg = _summary_compiled(array, width, median="median" in kinds and ordered is None)
+        med, top, avg = _summary_compiled(array, median="median" in kinds and ordered is None)
         median = None if med is None else torch.from_numpy(med)
         maxima, means = torch.from_numpy(top), torch.from_numpy(avg)
     elif "median" in kinds and ordered is None:
