@@ -124,13 +124,16 @@ def test_repeated_layer_warnings_are_grouped():
     assert out == ["n = 5 per type: low power (4 layers, e.g. layer1.0)", "global note"]
 
 
-def test_full_permutation_caption_explains_a_different_observed_accuracy():
-    from fovea_ray.report.render import _full_observed_note
+def test_full_permutation_caption_says_one_fit_and_flags_a_disagreeing_refit():
+    from fovea_ray.report.render import _full_observed_note, classifier_sentence
 
-    note = _full_observed_note({"accuracy": 0.61, "converged": False, "n_iter": 500}, {"observed_accuracy": 0.64})
-    assert "0.640" in note and "exact optimum" in note and "500 iterations" in note
-    assert _full_observed_note({"accuracy": 0.61, "converged": True}, {"observed_accuracy": 0.61}) == ""
-    quiet = _full_observed_note(
-        {"accuracy": 0.45, "converged": True, "standardize": False}, {"observed_accuracy": 0.67}
+    same = _full_observed_note({"accuracy": 0.61}, {"observed_accuracy": 0.61, "observed_refit_accuracy": 0.61})
+    assert "one fit serves every test" in same and "refit" not in same
+    odd = _full_observed_note({"accuracy": 0.61}, {"observed_accuracy": 0.61, "observed_refit_accuracy": 0.64})
+    assert "0.640" in odd and "boundary" in odd
+    study = classifier_sentence(
+        {"classifier": "study", "classifier_spec": {"name": "study"}, "converged": False, "optimality": 3e-3}
     )
-    assert "stopped short of the optimum" in quiet and "--standardize" in quiet
+    assert "study's own classifier" in study and "did not reach its optimum" in study and "0.003" in study
+    std = classifier_sentence({"classifier_spec": {"name": "standardized"}, "converged": True, "optimality": 2e-10})
+    assert "standardized classifier" in std and "training split" in std and "reached its optimum" in std

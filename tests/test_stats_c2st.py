@@ -103,9 +103,35 @@ def test_result_fields_are_consistent(shifted):
     assert r.reject_asymptotic and r.reject_permutation and r.accuracy > 0.75
     assert r.order_statistic_k == 100
     assert r.pvalue == r.p_permutation
-    assert r.fit.coef.shape == (30,) and r.classifier_name == "LogisticRegression"
-    # decision_function signs are the predictions
+    assert r.fit.coef.shape == (30,) and r.classifier_name == "standardized"
+    assert r.converged and r.optimality <= 1e-6 and r.classifier["C"] == 1.0
+    # The one fit is scikit-learn's optimum of the same objective on the same standardised features.
+    from sklearn.linear_model import LogisticRegression
+
+    from fovea_ray.stats.classifier import standardize_with
+
+    Xs = standardize_with(X, r.fit.train_index)
+    sk = LogisticRegression(C=1.0, tol=1e-12, max_iter=10_000).fit(Xs[r.fit.train_index], y[r.fit.train_index])
+    np.testing.assert_array_equal(r.y_pred, sk.predict(Xs[r.fit.test_index]))
+    np.testing.assert_allclose(r.fit.coef, sk.coef_[0], rtol=1e-4, atol=1e-6)
+
+
+def test_study_classifier_is_the_papers_fit(shifted):
+    """classifier="study" is scikit-learn's LogisticRegression(C=1, lbfgs, 500) on raw features: the
+    accuracy, Kim's T and the half-permutation null are those of that fit, as before this classifier
+    became optional; its convergence is judged by the optimality condition."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = shifted
+    r = classifier_two_sample_test(X, y, n_permutations=100, alpha=0.01, seed=3, classifier="study")
+    sk = LogisticRegression(C=1.0, solver="lbfgs", max_iter=500).fit(X[r.fit.train_index], y[r.fit.train_index])
+    pred = sk.predict(X[r.fit.test_index])
+    np.testing.assert_array_equal(r.y_pred, pred)
+    assert r.accuracy == np.mean(pred == y[r.fit.test_index])
+    assert (r.statistic, r.p_asymptotic) == kim_asymptotic_test(confusion_matrix(y[r.fit.test_index], pred))
     np.testing.assert_array_equal(r.y_pred, r.fit.estimator.predict(X[r.fit.test_index]))
+    assert r.classifier_name == "study" and r.classifier["solver"].startswith("scikit-learn lbfgs")
+    assert r.optimality is not None and r.converged == (r.optimality <= 1e-6)
 
 
 def test_seeding_reproduces_and_varies(shifted):
@@ -119,7 +145,7 @@ def test_seeding_reproduces_and_varies(shifted):
     assert not np.array_equal(a.fit.test_index, c.fit.test_index)
 
 
-def test_pluggable_classifier_and_standardize(shifted):
+def test_pluggable_classifier_and_named_ones(shifted):
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.svm import LinearSVC
 
@@ -130,8 +156,10 @@ def test_pluggable_classifier_and_standardize(shifted):
         X, y, classifier=RandomForestClassifier(n_estimators=20, random_state=0), n_permutations=20
     )
     assert rf.fit.coef is None and rf.fit.scores_test.shape == (200,)  # log-odds of predict_proba
-    s = classifier_two_sample_test(X, y, standardize=True, permutation="none")
-    assert s.standardize and s.accuracy > 0.75
+    s = classifier_two_sample_test(X, y, classifier="unscaled", permutation="none")
+    assert s.classifier_name == "unscaled" and s.converged and s.accuracy > 0.75
+    with pytest.raises(ValueError, match="classifier must be one of"):
+        classifier_two_sample_test(X, y, classifier="ridge")
 
 
 def test_input_validation_messages():
@@ -183,8 +211,10 @@ def test_full_permutation_in_process_detects_a_shift_and_uses_the_exact_optimum(
     X, y = gamma_shift
     r = classifier_two_sample_test(X, y, permutation="full", n_permutations=19, seed=1, alpha=0.05)
     assert r.reject_permutation and r.p_permutation == pytest.approx(1 / 20) and r.pvalue == r.p_permutation
-    # The default classifier converged here, so the batched optimum agrees with it.
-    assert r.converged and r.permutation_observed_accuracy == pytest.approx(r.accuracy)
+    # One fit: the full test's observed statistic is the layer's accuracy, and the null's refit of
+    # the true labels (the same procedure) agrees with it.
+    assert r.converged and r.permutation_observed_accuracy == r.accuracy
+    assert r.full_permutation_info["observed_refit_accuracy"] == r.accuracy
     assert r.full_permutation_info["converged_fraction"] == 1.0 and r.full_permutation_info["backend"] == "local"
     rec = r.to_record()
     assert rec["full_permutation"]["p"] == r.p_permutation and rec["deciding_test"] == "full_permutation"

@@ -106,8 +106,12 @@ def test_a_comparison_row_equals_an_independent_computation(two_run):
         good = store.good()
         X = store.activations(row["layer"], stats=["mean", "max"])[good]
         y = store.samples["label"].to_numpy()[good]
+        channels = X.shape[1]
         X = np.concatenate([X[:, :, 0], X[:, :, 1]], axis=1)  # stat-major, as the battery flattens
-        res = classifier_two_sample_test(X, y, test_size=0.5, seed=cfg.seed, n_permutations=0, permutation="none")
+        groups = np.tile(np.arange(channels), 2)  # the standardized classifier scales per channel
+        res = classifier_two_sample_test(
+            X, y, test_size=0.5, seed=cfg.seed, n_permutations=0, permutation="none", groups=groups
+        )
         ids = store.samples["sample"].to_numpy()[good][res.fit.test_index]
         assert ids.tolist() == doc["split"]["sample"]
         y_test = res.fit.y_test
@@ -163,7 +167,10 @@ def test_test_command_compares_written_stores_the_same_way(two_run, tmp_path):
         ]
     )
     assert code == 0, text
-    assert "seed-a vs seed-b: different at" in text
+    assert "answer: seed-a and seed-b are called different" in text or "answer: seed-a differs from seed-b" in text
+    # P = 20 cannot reach BH's alpha/m across 8 layers: the answer says so instead of "none".
+    assert "cannot be decided with P = 20" in text and "needs P ≥ 799" in text
+    assert "at none of its" not in text
     mine = json.loads((tmp_path / "r.json").read_text())
     theirs = json.loads((out / "results.json").read_text())
     assert mine["comparisons"] == theirs["comparisons"]

@@ -54,8 +54,19 @@ def run(
     ppd: float | None = typer.Option(None, "--ppd", help="Pixels per degree of visual angle."),
     layers: list[str] | None = typer.Option(None, "--layers", help="Layers to tap (names or patterns)."),
     main_layer: str | None = typer.Option(None, "--layer", help="The main layer (figures, full permutation)."),
-    permutations: int | None = typer.Option(None, "--permutations", min=0, help="Half-permutation P."),
-    full_permutations: int | None = typer.Option(None, "--full-permutations", min=0, help="Full-permutation P."),
+    permutations: str | None = typer.Option(
+        None,
+        "--permutations",
+        help="Half-permutation P, or auto (default: the smallest P every decision can reject with).",
+    ),
+    full_permutations: str | None = typer.Option(
+        None, "--full-permutations", help="Full-permutation P, or auto (default; 0 skips the test)."
+    ),
+    classifier: str | None = typer.Option(
+        None,
+        "--classifier",
+        help="standardized (default), unscaled, or study (the paper's classifier: unscaled, C=1, lbfgs 500).",
+    ),
     alpha: float | None = typer.Option(None, "--alpha", help="Significance level."),
     seed: int | None = typer.Option(None, "--seed", help="Seed of every random choice."),
     backbone_only: bool | None = typer.Option(
@@ -100,10 +111,19 @@ def run(
         },
         "test": {
             "layer": main_layer,
-            "permutations": permutations,
-            "full_permutations": full_permutations,
+            "permutations": _count(permutations),
+            "full_permutations": _count(full_permutations),
+            "classifier": classifier,
             "alpha": alpha,
         },
     }
     cfg = load_config(config, overrides)
     run_study(cfg)
+
+
+def _count(value: str | None) -> int | str | None:
+    """A permutation count flag: None (unset), ``auto`` or a whole number (the config checks it)."""
+    if value is None:
+        return None
+    v = value.strip().lower()
+    return int(v) if v.isdigit() else v

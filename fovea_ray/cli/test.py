@@ -47,22 +47,33 @@ def test(
         "default: all in the store; the study used mean,max: d = 2C). The controls/pixels row "
         "uses the same ones, plus hf_energy.",
     ),
-    permutations: int = typer.Option(100, "--permutations", min=0, help="P of the half-permutation test (0: skip)."),
-    full_permutations: int = typer.Option(
-        0,
+    permutations: str = typer.Option(
+        "auto",
+        "--permutations",
+        help="P of the half-permutation test (0: skip). auto: the smallest P with which every decision "
+        "can reject (P >= m/alpha - 1 for BH across m layers); a smaller P leaves decisions undecided.",
+    ),
+    full_permutations: str = typer.Option(
+        "0",
         "--full-permutations",
-        min=0,
-        help="P of the full permutation test on the main layer (refit per "
-        "permutation, batched solver on Ray; 0: skip).",
+        help="P of the full permutation test (refit per permutation, batched solver on Ray; "
+        "0: skip; auto: the smallest P that can reject at --alpha).",
+    ),
+    full_layers: str = typer.Option(
+        "main", "--full-layers", help="Where the full permutation test runs: main (the main layer) or all."
+    ),
+    classifier: str = typer.Option(
+        "standardized",
+        "--classifier",
+        help="standardized (default: features scaled per channel with the training split's statistics, "
+        "L2 logistic at its optimum), unscaled (the study's objective at its optimum) or study (the study's "
+        "LogisticRegression: unscaled, C=1, lbfgs, 500 iterations; reproduces the paper).",
     ),
     alpha: float = typer.Option(0.01, "--alpha", help="Level of the decisions."),
     test_size: float = typer.Option(0.5, "--test-size", help="Held-out fraction of each type (the study's 1/2)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Master seed (split and every permutation)."),
     mmd_permutations: int = typer.Option(500, "--mmd-permutations", min=0, help="P of the MMD kernel test (0: skip)."),
     fdr: float = typer.Option(0.05, "--fdr", help="FDR level of the per-channel selectivity counts."),
-    standardize: bool = typer.Option(
-        False, "--standardize", help="Z-score features before the classifier (off in the study)."
-    ),
     controls: bool = typer.Option(True, "--controls/--no-controls", help="Add the controls/pixels baseline row."),
     address: str | None = typer.Option(None, "--address", help=ADDRESS_HELP),
     local: bool = typer.Option(False, "--local", help="Run in this process, without Ray."),
@@ -103,17 +114,21 @@ def test(
         raise InputError(f"--fdr must lie in (0, 1), got {fdr}")
     if precision not in PRECISIONS:
         raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    cfg = BatteryConfig(
-        alpha=alpha,
-        test_size=test_size,
-        permutations=permutations,
-        full_permutations=full_permutations,
-        seed=seed,
-        standardize=standardize,
-        mmd_permutations=mmd_permutations,
-        fdr=fdr,
-        precision=precision,
-    )
+    try:
+        cfg = BatteryConfig(
+            alpha=alpha,
+            test_size=test_size,
+            permutations=_count(permutations),
+            full_permutations=_count(full_permutations),
+            full_layers=full_layers,
+            classifier=classifier,
+            seed=seed,
+            mmd_permutations=mmd_permutations,
+            fdr=fdr,
+            precision=precision,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc).replace("permutations must", "--permutations must")) from None
     execution = Execution(use_ray=not local, address=address, device=device, progress=progress)
     try:
         stat_names = canonical_stats(split_names(stats)) if split_names(stats) else None
@@ -130,13 +145,21 @@ def test(
         include_controls=controls,
     )
     if entries is None:
-        doc = run_store_tests(store, **common)
+        doc = run_store_tests(store, **common, say=typer.echo)
     else:
         from fovea_ray.stats.networks import run_network_tests
 
-        doc = run_network_tests(entries, **common, on_network=lambda name: typer.echo(f"testing network {name} ..."))
+        doc = run_network_tests(
+            entries, **common, on_network=lambda name: typer.echo(f"testing network {name} ..."), say=typer.echo
+        )
     path = write_results(doc, out)
     typer.echo(_summary(doc, path))
+
+
+def _count(value: str) -> int | str:
+    """A permutation count from the command line: ``auto`` or a whole number (checked by the config)."""
+    v = str(value).strip().lower()
+    return v if v == "auto" or not v.isdigit() else int(v)
 
 
 def _network_entries(store: str | None, stores: list[str] | None, control: list[str] | None):
@@ -178,30 +201,24 @@ def _fmt(v, spec: str) -> str:
 
 
 def _summary(doc: dict, path) -> str:
+    from fovea_ray.report.networks import answer_paragraphs
+
     lines = [
         f"wrote {path}",
         f"samples used: {doc['samples']['n_used']} of {doc['samples']['n_total']} "
         f"(type 1: {doc['samples']['per_type']['1']}, type 0: {doc['samples']['per_type']['0']})",
     ]
-    lines.append(f"{'layer':44s} {'acc':>6s} {'T':>8s} {'p_asym':>9s} {'p_half':>8s} {'p_full':>8s} {'sel':>5s}")
+    lines.append(
+        f"{'layer':44s} {'acc':>6s} {'T':>8s} {'p_asym':>9s} {'p_half':>9s} {'p_full':>9s} {'p_layer':>9s} {'sel':>5s}"
+    )
     for r in doc["table"]:
         lines.append(
             f"{r['layer'][:44]:44s} {_fmt(r['accuracy'], '6.3f')} {_fmt(r['statistic'], '8.2f')} "
-            f"{_fmt(r['p_asymptotic'], '9.2e')} {_fmt(r['p_half_permutation'], '8.3f')} "
-            f"{_fmt(r['p_full_permutation'], '8.3f')} {_fmt(r['n_selective'], '5d')}"
+            f"{_fmt(r['p_asymptotic'], '9.2e')} {_fmt(r['p_half_permutation'], '9.2e')} "
+            f"{_fmt(r['p_full_permutation'], '9.2e')} {_fmt(r.get('p_layer'), '9.2e')} {_fmt(r['n_selective'], '5d')}"
         )
-    for net in doc.get("networks", []):
-        lines.append(
-            f"network {net['name']} ({net['role']}, {net['model']}, weights {net['weights']}): "
-            f"{len(net['separating_layers'])} of {len(net['table'])} layers separate the types; "
-            f"merge layer: {net['merge_layer'] or 'none (separate to the deepest layer)'}"
-        )
-    for c in doc.get("comparison_summary", []):
-        lines.append(
-            f"{c['network_a']} vs {c['network_b']}: different at {len(c['different'])} of {c['n_layers']} layers "
-            f"(Holm, alpha {c['alpha']:g}); separates more at {len(c['a_separates_more'])}, "
-            f"less at {len(c['a_separates_less'])}"
-        )
+    alpha = float(doc.get("config", {}).get("alpha", 0.01))
+    lines += [f"answer: {p}" for p in answer_paragraphs(doc, alpha)]
     if doc["warnings"]:
         lines.append(f"{len(doc['warnings'])} warnings (see the results file), e.g.: {doc['warnings'][0]}")
     return "\n".join(lines)

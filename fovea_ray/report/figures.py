@@ -153,8 +153,12 @@ def layer_curve(
     *,
     control: tuple[float, float, float, float] | None = None,
     alpha: float = 0.01,
+    threshold: float | None = None,
 ) -> bytes:
-    """Accuracy (with CI) and −log10 p across layers in network depth order, plus the pixel control."""
+    """Accuracy (with CI) and −log10 p across layers in network depth order, plus the pixel control.
+
+    ``neglog10_p``: the deciding test's p-values; ``threshold``: the smallest threshold of
+    the adjustment across layers (``alpha / m`` for BH), drawn as a second line."""
     x = np.arange(len(layers))
     acc = np.asarray(accuracy, float)
     lo, hi = np.asarray(ci_low, float), np.asarray(ci_high, float)
@@ -172,10 +176,14 @@ def layer_curve(
     ax = axes[1]
     nl = np.asarray(neglog10_p, float)
     ax.bar(x, nl, color="#1f77b4")
-    ax.axhline(-np.log10(alpha), color="#cf222e", lw=1, ls="--", label=f"α = {alpha}")
+    ax.axhline(-np.log10(alpha), color="#cf222e", lw=1, ls=":", label=f"α = {alpha}")
+    if threshold is not None and threshold < alpha:
+        ax.axhline(
+            -np.log10(threshold), color="#cf222e", lw=1, ls="--", label=f"BH's smallest threshold {threshold:.2g}"
+        )
     if control is not None and control[3] is not None:
         ax.axhline(control[3], color="#9a6700", lw=1.2, label="pixel control")
-    ax.set_ylabel("−log10 p (asymptotic)")
+    ax.set_ylabel("−log10 p (deciding test)")
     ax.legend(fontsize=8)
     short = [name.replace("backbone.body.", "") for name in layers]
     ax.set_xticks(x, short, rotation=90, fontsize=7)

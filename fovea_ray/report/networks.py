@@ -13,7 +13,7 @@ from typing import Any
 from fovea_ray.report import figures as F
 from fovea_ray.report.html import Figure, Section, Table
 
-__all__ = ["answer_paragraphs", "networks_section"]
+__all__ = ["answer_paragraphs", "networks_section", "reconciliation"]
 
 _RANDOM = ("none", "random")
 
@@ -35,28 +35,40 @@ def _is_random(net: dict[str, Any]) -> bool:
 
 def _single_network(doc: dict[str, Any], alpha: float) -> dict[str, Any]:
     """The network record of a one-network document (what ``networks`` would hold)."""
-    from fovea_ray.stats.networks import separation
+    from fovea_ray.stats.networks import plan_of, separation
 
     config = (doc.get("store") or {}).get("config") or {}
     return {
         "name": "The network",
         "model": config.get("model") or config.get("arch", ""),
         "weights": config.get("weights"),
-        **separation(doc.get("layers", {}), alpha=alpha),
+        **separation(doc.get("layers", {}), alpha=alpha, plan=plan_of(doc)),
         "table": [row for row in doc.get("table", []) if row["kind"] == "layer"],
     }
+
+
+_TEST_WORDS = {
+    "kim_asymptotic": "Kim's asymptotic test",
+    "kim_half_permutation": "the half permutation test",
+    None: "each layer's deciding test",
+}
 
 
 def _network_sentence(net: dict[str, Any], alpha: float) -> str:
     n = net.get("n_layers_tested", len(net["table"]))
     sep = net["separating_layers"]
     who = f"{net['name']} ({'random weights' if _is_random(net) else 'weights ' + str(net.get('weights'))})"
+    if net.get("decided") is False:
+        return f"Whether {who} separates sharp from blurred objects {net.get('undecided')}."
+    test = _TEST_WORDS.get(net.get("layer_test"), "each layer's deciding test")
     if not sep:
         return (
             f"{who} separates sharp from blurred objects at none of its {n} layers tested "
-            f"(Benjamini–Hochberg across layers at α = {alpha:g})."
+            f"({test}, Benjamini–Hochberg across layers at α = {alpha:g}; every layer could have rejected)."
         )
-    where = f"at {len(sep)} of {n} layers tested (BH at α = {alpha:g}), from {_short(sep[0])} to {_short(sep[-1])}"
+    where = (
+        f"at {len(sep)} of {n} layers tested ({test}, BH at α = {alpha:g}), from {_short(sep[0])} to {_short(sep[-1])}"
+    )
     merge = net.get("merge_layer")
     tail = (
         f"resolutions merge from {_short(merge)} on (no deeper layer separates them)"
@@ -68,11 +80,17 @@ def _network_sentence(net: dict[str, Any], alpha: float) -> str:
 
 def _comparison_sentence(c: dict[str, Any], nets: dict[str, dict], alpha: float) -> str:
     a, b = c["network_a"], c["network_b"]
+    undecidable = c.get("undecidable") or []
     if not c["different"]:
         text = f"{a} and {b} are called different at no layer (McNemar's test, Holm-adjusted over {c['n_layers']} "
         text += f"layers at α = {alpha:g})"
         if _is_random(nets.get(a, {})) and _is_random(nets.get(b, {})):
             text += "; both are random initialisations of one architecture, so no difference is expected"
+        if undecidable:
+            text += (
+                f"; at {len(undecidable)} of them the two classifiers disagree on too few held-out samples for "
+                "McNemar's test to reach Holm's threshold, so there no difference could have been found"
+            )
         return text + "."
     parts = []
     if c["a_separates_more"]:
@@ -93,6 +111,10 @@ def answer_paragraphs(doc: dict[str, Any], alpha: float) -> list[str]:
         out.append(_network_sentence(_single_network(doc, alpha), alpha))
     else:
         out.extend(_network_sentence(net, alpha) for net in nets)
+    lead = nets[0] if nets else _single_network(doc, alpha)
+    reconcile = reconciliation(doc, lead, alpha)
+    if reconcile:
+        out.append(reconcile)
     ctrl = next((r for r in doc.get("table", []) if r["kind"] == "control" and r.get("accuracy") is not None), None)
     if ctrl is not None:
         out.append(
@@ -115,6 +137,37 @@ def answer_paragraphs(doc: dict[str, Any], alpha: float) -> list[str]:
     return out
 
 
+def reconciliation(doc: dict[str, Any], net: dict[str, Any], alpha: float) -> str:
+    """One sentence where the battery's other tests reject at layers the classifier decision
+    does not call separating (or the reverse), saying why they can disagree."""
+    layers = {name: rec for name, rec in (doc.get("layers") or {}).items() if rec.get("kind") == "layer"}
+    if not layers or net.get("decided") is False:
+        return ""
+    separating = set(net.get("separating_layers") or [])
+    mmd = [n for n, r in layers.items() if any(t["name"] == "mmd" and t.get("reject") for t in r.get("tests", []))]
+    selective = [n for n, r in layers.items() if ((r.get("selectivity") or {}).get("n_selective") or 0) > 0]
+    other = sorted(set(mmd) | set(selective), key=list(layers).index)
+    missed = [n for n in other if n not in separating]
+    if not missed:
+        return ""
+    first = next(iter(layers.values()))
+    n = first.get("n_type1", 0) + first.get("n_type0", 0)
+    d = max(int(r.get("d") or 0) for r in layers.values())
+    parts = []
+    if set(mmd) & set(missed):
+        parts.append(f"MMD rejects at {len(set(mmd) & set(missed))}")
+    if set(selective) & set(missed):
+        parts.append(f"per-channel tests find selective channels at {len(set(selective) & set(missed))}")
+    return (
+        f"At {len(missed)} layers the classifier decision does not call separating ({_list(missed, 4)}), "
+        f"{' and '.join(parts)} of them: those tests use every sample and look at one channel or a kernel "
+        f"at a time, each at α = {alpha:g} or FDR without adjustment across layers, while the classifier learns "
+        f"a direction in d = {d} dimensions from half of n = {n} samples and is BH-adjusted across "
+        f"{len(layers)} layers; with d ≫ n it has less power, so these layers show a difference that the "
+        "decision cannot confirm, not evidence that there is none."
+    )
+
+
 def _curves(nets: list[dict[str, Any]]) -> tuple[dict, list[str]]:
     curves, order = {}, []
     for net in nets:
@@ -132,6 +185,8 @@ def _curves(nets: list[dict[str, Any]]) -> tuple[dict, list[str]]:
 
 
 def _merge_cell(net: dict[str, Any]) -> str:
+    if net.get("decided") is False:
+        return "– (undecided: too few permutations)"
     if not net["separating_layers"]:
         return "– (no layer separates)"
     return _short(net["merge_layer"]) if net.get("merge_layer") else "none (separate to the end)"

@@ -51,25 +51,37 @@ def _fmt_p(p: Any) -> Any:
 
 
 def _full_observed_note(c: dict, full: dict) -> str:
-    """Why the full test's observed accuracy may differ from the classifier's."""
-    obs, acc = full.get("observed_accuracy"), c.get("accuracy")
-    if obs is None or acc is None or abs(float(obs) - float(acc)) < 1e-12:
-        return ""
-    why = f"the classifier above scored {float(acc):.3f}"
+    """The full test's observed statistic is the layer's own fit; say so, and flag a refit that disagreed."""
+    obs, refit = full.get("observed_accuracy"), full.get("observed_refit_accuracy")
+    text = " Its observed accuracy is the layer's classifier above: one fit serves every test of the layer."
+    if obs is not None and refit is not None and abs(float(obs) - float(refit)) > 1e-12:
+        text += (
+            f" The null's refit of the true labels scored {float(refit):.3f}: the two fits of one objective "
+            "disagree on a held-out sample at the decision boundary."
+        )
+    return text
+
+
+def classifier_sentence(c: dict) -> str:
+    """Which classifier decided, how it was fitted, and whether it reached its optimum."""
+    spec = c.get("classifier_spec") or {}
+    name = spec.get("name") or c.get("classifier", "")
+    how = {
+        "standardized": "the standardized classifier (features centred and scaled per channel with the training "
+        "split's statistics, in every permutation refit too; L2 logistic regression, C = 1, fitted to its optimum)",
+        "unscaled": "the study's objective on unscaled features, fitted to its optimum",
+        "study": "the study's own classifier (unscaled features, C = 1, lbfgs stopped at 500 iterations)",
+    }.get(name, f"{name} (a user's classifier)")
+    text = f"The classifier that decided is {how}."
+    opt = c.get("optimality")
     if c.get("converged") is False:
-        why += (
-            f" after stopping at its iteration limit ({c.get('n_iter')} iterations, as the study's max_iter=500 allows)"
+        text += (
+            f" This fit did not reach its optimum (relative gradient norm {opt:.2g}); its predictions are reported "
+            "as they are."
         )
-    elif not c.get("standardize"):
-        why += (
-            " with the same objective, so scikit-learn's lbfgs stopped short of the optimum: its stopping rule "
-            "ends early on unstandardised activations, whose scales span orders of magnitude "
-            "(--standardize makes the two agree)"
-        )
-    return (
-        f" Its observed accuracy, {float(obs):.3f}, is that of the exact optimum on the same split, fitted "
-        f"like every null refit; {why}."
-    )
+    elif c.get("converged") and opt is not None:
+        text += f" It reached its optimum (relative gradient norm {opt:.1g})."
+    return text
 
 
 def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
@@ -187,19 +199,22 @@ def _layer_section(doc: dict, alpha: float) -> Section:
                     [r["accuracy"] for r in layer_rows],
                     [r["accuracy_ci_low"] for r in layer_rows],
                     [r["accuracy_ci_high"] for r in layer_rows],
-                    [_nl10(r["p_asymptotic"]) for r in layer_rows],
+                    [_nl10(_p_layer(r)) for r in layer_rows],
                     control=None
                     if ctrl is None
                     else (
                         ctrl["accuracy"],
                         ctrl["accuracy_ci_low"],
                         ctrl["accuracy_ci_high"],
-                        _nl10(ctrl["p_asymptotic"]),
+                        _nl10(_p_layer(ctrl)),
                     ),
                     alpha=alpha,
+                    threshold=_bh_threshold(doc, alpha),
                 ),
-                "Held-out accuracy (95% Clopper–Pearson interval) and −log10 of the asymptotic p-value per layer, "
-                "in network depth order; the band is the classifier on the input's pixel statistics (the control).",
+                "Held-out accuracy (95% Clopper–Pearson interval) and −log10 of the p-value of the test that decides "
+                f"each layer ({_layer_test_words(doc)}) per layer, in network depth order; the dashed line is the "
+                "smallest threshold Benjamini–Hochberg across the layers applies. The band is the classifier on the "
+                "input's pixel statistics (the control).",
                 "layers",
             )
         )
@@ -247,6 +262,53 @@ def _layer_section(doc: dict, alpha: float) -> Section:
     return sec
 
 
+def _p_layer(row: dict):
+    """The p-value of the test that decides the layer (older documents: the asymptotic one)."""
+    return row.get("p_layer", row.get("p_asymptotic")) if "p_layer" in row else row.get("p_asymptotic")
+
+
+def _layer_test_words(doc: dict) -> str:
+    test = (doc.get("decision_plan") or {}).get("layer_test")
+    return {"kim_asymptotic": "Kim's asymptotic test", "kim_half_permutation": "the half permutation test"}.get(
+        test, "Kim's asymptotic test"
+    )
+
+
+def _bh_threshold(doc: dict, alpha: float) -> float | None:
+    plan = doc.get("decision_plan") or {}
+    m = plan.get("n_layers")
+    return alpha / m if m else None
+
+
+def _plan_paragraph(doc: dict, alpha: float) -> str:
+    """The decision rule as it was applied: which test, which P, and what the multiplicity needs."""
+    plan = doc.get("decision_plan")
+    if not plan:
+        return ""
+    d = {x["name"]: x for x in plan.get("decisions", [])}
+    layers = d.get("layers") or {}
+    test = _layer_test_words(doc)
+    text = f"Each layer is decided by {test}"
+    if plan.get("layer_test") == "kim_half_permutation":
+        auto = " (chosen by the rule)" if (plan.get("auto") or {}).get("permutations") else ""
+        text += f" with P = {plan['permutations']}{auto}"
+        if not plan.get("asymptotic_reliable", True):
+            text += " (the held-out split is below the size at which the asymptotic test is trusted that far)"
+    text += (
+        f". Benjamini–Hochberg across the {plan['n_layers']} layers at α = {alpha:g} rejects only p-values "
+        f"≤ {layers.get('threshold', alpha):.2g}; the smallest attainable is {layers.get('smallest_p', 0):.2g}, "
+        + ("so every layer could be called separating." if layers.get("decidable", True) else layers.get("reason", ""))
+    )
+    full = d.get("full_permutation")
+    if full:
+        where = "every layer" if (doc.get("config") or {}).get("full_layers") == "all" else "the main layer"
+        text += (
+            f" The full permutation test (P = {full['n_permutations']}, on {where}) decides its layer alone at "
+            f"α = {alpha:g}" + (": it can reject." if full.get("decidable") else f": {full.get('reason')}.")
+        )
+    return text
+
+
 def _summary_section(doc: dict, alpha: float) -> Section:
     s = doc.get("samples", {})
     sec = Section("Summary")
@@ -257,6 +319,9 @@ def _summary_section(doc: dict, alpha: float) -> Section:
         f"{s.get('n_error', 0)} failed extraction and {s.get('n_not_done', 0)} were not done. "
         f"Decisions at α = {alpha}."
     )
+    plan_text = _plan_paragraph(doc, alpha)
+    if plan_text:
+        sec.paragraphs.append(plan_text)
     main = doc.get("main_layer")
     tests = [t for t in doc.get("tests", []) if t["layer"] == main]
     c2st = (doc.get("layers", {}).get(main) or {}).get("c2st") or {}
@@ -421,6 +486,7 @@ def render_report(
     main_sec = Section(f"The study's test on {main}{lead}")
     c = rec.get("c2st") or {}
     if c:
+        main_sec.paragraphs.append(classifier_sentence(c))
         main_sec.paragraphs.append(
             f"Logistic regression ({c.get('classifier', '')}) trained on {c.get('n_train')} samples and tested on "
             f"{c.get('n_test')}: accuracy {c['accuracy']:.4f} (95% CI {c['accuracy_ci'][0]:.3f}–"

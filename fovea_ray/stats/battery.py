@@ -12,16 +12,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from fovea_ray.stats.c2st import MIN_TEST_PER_CLASS, C2STResult, accuracy_ci, c2st_split, classifier_two_sample_test
+from fovea_ray.stats.classifier import CLASSIFIERS, DEFAULT_CLASSIFIER
+from fovea_ray.stats.decision import AUTO, resolve_permutations
 from fovea_ray.stats.executor import Executor
 from fovea_ray.stats.outcome import TestOutcome
 
 __all__ = ["BatteryConfig", "LayerDesign", "accuracy_ci", "add_full_permutation", "flatten_features", "run_battery"]
+
+#: Where the full permutation test runs: the main layer only, or every layer.
+FULL_LAYERS = ("main", "all")
 
 _C2ST_TESTS = (
     "kim_asymptotic",
@@ -41,8 +46,12 @@ class BatteryConfig:
     Where the work runs (Ray or this process, the device) is not part of it: see
     :class:`fovea_ray.cluster.Execution` and the ``executor``/``device`` arguments.
 
-    ``permutations``: P of the half-permutation test (0 skips it). ``full_permutations``:
-    P of the full permutation test (0 skips it; the sweep runs it on the main layer only).
+    ``permutations``: P of the half-permutation test (0 skips it; ``"auto"``, the
+    default: the smallest P that lets every decision reject, :mod:`fovea_ray.stats.decision`).
+    ``full_permutations``: P of the full permutation test (0 skips it; ``"auto"``: the
+    smallest P that can reject at ``alpha``). ``full_layers``: ``"main"`` runs it on the
+    main layer, ``"all"`` on every layer. ``classifier``: ``"standardized"`` (default),
+    ``"unscaled"`` or ``"study"`` (:mod:`fovea_ray.stats.classifier`).
     ``mmd_permutations`` / ``odds_permutations``: P of the MMD and Cai et al. tests (0 skips
     MMD; the odds-ratio test then uses its Welch z). ``mmd_max_samples``: MMD's kernel is
     n x n, so larger samples are subsampled (seeded) to this many per type.
@@ -51,16 +60,34 @@ class BatteryConfig:
 
     alpha: float = 0.01
     test_size: float = 0.5
-    permutations: int = 100
-    full_permutations: int = 0
+    permutations: int | str = AUTO
+    full_permutations: int | str = 0
+    full_layers: str = "main"
+    classifier: str = DEFAULT_CLASSIFIER
     seed: int = 0
-    standardize: bool = False
     mmd_permutations: int = 500
     mmd_max_samples: int = 2500
     odds_permutations: int = 1000
     fdr: float = 0.05
     top_k: int = 9
     precision: str = "mixed"
+
+    def __post_init__(self) -> None:
+        if self.classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+        if self.full_layers not in FULL_LAYERS:
+            raise ValueError(f"full_layers must be one of {FULL_LAYERS}, got {self.full_layers!r}")
+        for name in ("permutations", "full_permutations"):
+            resolve_permutations(getattr(self, name), 0.5)  # raises on a bad value
+
+    def resolved(self, n_layers: int = 1) -> BatteryConfig:
+        """This config with ``"auto"`` permutation counts replaced by the rule's ``P``
+        for decisions over ``n_layers`` layers (:class:`fovea_ray.stats.decision.DecisionPlan`)."""
+        return replace(
+            self,
+            permutations=resolve_permutations(self.permutations, self.alpha, n_layers),
+            full_permutations=resolve_permutations(self.full_permutations, self.alpha, 1),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -103,6 +130,11 @@ class LayerDesign:
         X, columns = flatten_features(v, stat_names)
         rows = np.flatnonzero(finite)
         return cls(v, yy, X, columns, tuple(stat_names), int(finite.size), tuple(notes), rows)
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Each column's channel (the standardized classifier scales a channel's statistics together)."""
+        return np.array([c for c, _ in self.columns], dtype=np.int64)
 
     @property
     def counts(self) -> tuple[int, int]:
@@ -166,14 +198,14 @@ def run_battery(
         The layer record documented in :mod:`fovea_ray.stats.results`.
     """
     t0 = time.perf_counter()
-    cfg = config
+    cfg = config.resolved(1)  # a sweep passes counts already resolved for its layers
     design = LayerDesign.build(values, y, stat_names, name)
     rec = design.header(name, kind)
     warn = list(design.warnings)
     n1, n0 = design.counts
     if min(n1, n0) < 100:
         warn.append(f"n = {n1} type 1 and {n0} type 0: low power")  # the one low-power note
-    P_full = cfg.full_permutations if full_permutations is None else int(full_permutations)
+    P_full = int(cfg.full_permutations if full_permutations is None else full_permutations)
     rec["c2st"], tests = _classifier_part(design, cfg, P_full, figure_data, device, executor, rec, warn)
     tests.append(_mmd_part(design, cfg, device, warn))
     rec["selectivity"] = _selectivity_part(design, cfg, figure_data, warn)
@@ -209,9 +241,10 @@ def _classifier_part(
             test_size=cfg.test_size,
             alpha=cfg.alpha,
             n_permutations=cfg.permutations,
-            permutation="half" if cfg.permutations > 0 else "none",
+            permutation="half" if int(cfg.permutations) > 0 else "none",
             seed=cfg.seed,
-            standardize=cfg.standardize,
+            classifier=cfg.classifier,
+            groups=design.groups,
         )
     except Exception as exc:  # noqa: BLE001 - record, never abort the sweep
         return None, [TestOutcome.skip(t, f"{type(exc).__name__}: {exc}", cfg.alpha) for t in _C2ST_TESTS]
@@ -223,7 +256,7 @@ def _classifier_part(
     tests = res.outcomes()
     if P_full > 0:
         outcome, part, notes = full_permutation_part(
-            design.X, design.y, res.fit.train_index, cfg, P_full, device, executor
+            design, res.fit.train_index, cfg, P_full, device, executor, observed=res.accuracy
         )
         tests.append(outcome)
         warn += notes
@@ -303,29 +336,35 @@ def _selectivity_part(design: LayerDesign, cfg: BatteryConfig, figure_data: bool
 
 
 def full_permutation_part(
-    X: np.ndarray,
-    y: np.ndarray,
+    design: LayerDesign,
     train_index: np.ndarray,
     cfg: BatteryConfig,
     n_permutations: int,
     device: str = "cpu",
     executor: Executor | None = None,
+    *,
+    observed: float | None = None,
 ) -> tuple[TestOutcome, dict | None, list[str]]:
-    """Run the full permutation test on flattened ``X``; its test record and c2st entry."""
-    from fovea_ray.stats._validate import standardize_columns
+    """Run the full permutation test on a layer's design; its test record and c2st entry.
+
+    ``observed``: the layer's own held-out accuracy (the one fit every test uses).
+    """
     from fovea_ray.stats.permutation import full_permutation_null
 
     try:
         full = full_permutation_null(
-            standardize_columns(X) if cfg.standardize else X,
-            y,
+            design.X,
+            design.y,
             train_index,
             n_permutations=n_permutations,
             seed=cfg.seed,
             test_size=cfg.test_size,
+            classifier=cfg.classifier,
+            groups=design.groups,
             device=device,
             precision=cfg.precision,
             executor=executor,
+            observed=observed,
         )
     except Exception as exc:  # noqa: BLE001 - record, never abort the sweep
         return TestOutcome.skip("full_permutation", f"{type(exc).__name__}: {exc}", cfg.alpha), None, []
@@ -347,14 +386,17 @@ def add_full_permutation(
     """Add the full permutation test to a layer record made with ``full_permutations=0``.
 
     The split is the classifier's own (:func:`fovea_ray.stats.c2st.c2st_split` with the
-    same seed), so the observed statistic matches. Used by the layer sweep, which runs
-    the layers first and then the (itself parallel) full permutation of the main layer.
+    same seed) and the observed statistic is the record's accuracy: the layer's one fit.
+    Used by the layer sweep, which runs the layers first and then the (itself parallel)
+    full permutation of the main layer.
     """
     if rec.get("c2st") is None or n_permutations <= 0:
         return rec
     design = LayerDesign.build(values, y, stat_names)
     train, _ = c2st_split(design.y, cfg.test_size, cfg.seed)
-    outcome, part, notes = full_permutation_part(design.X, design.y, train, cfg, n_permutations, device, executor)
+    outcome, part, notes = full_permutation_part(
+        design, train, cfg, n_permutations, device, executor, observed=float(rec["c2st"]["accuracy"])
+    )
     rec["tests"] = [t for t in rec["tests"] if t["name"] != "full_permutation"] + [outcome.to_dict()]
     if part is not None:
         rec["c2st"]["full_permutation"] = part
@@ -408,6 +450,7 @@ def _figure_data(res: C2STResult, X: np.ndarray, names, C: int, stat_names, top_
         S = len(stat_names)
         coef = res.fit.coef.reshape(S, C)  # statistic-major columns
         fig["coefficients"] = {
+            "space": "standardized features" if res.classifier.get("name") == "standardized" else "raw features",
             "stat_names": list(stat_names),
             "coef": coef.tolist(),
             "layout": "[stat][channel]",

@@ -15,14 +15,15 @@ References
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from fovea_ray.stats import _seeding
-from fovea_ray.stats._validate import check_count, check_fraction, check_precision, check_xy, standardize_columns
+from fovea_ray.stats._validate import check_count, check_fraction, check_precision, check_xy
+from fovea_ray.stats.classifier import OPTIMALITY_TOL, ClassifierSpec, LinearFit, fit_split
+from fovea_ray.stats.decision import required_permutations, resolve_permutations
 from fovea_ray.stats.executor import Executor
 from fovea_ray.stats.kim import (
     class_errors,
@@ -51,10 +52,12 @@ _HALF_RULE = "reject if accuracy > k-th smallest of the P+1 accuracies, k = ceil
 
 
 def default_classifier():
-    """The study's classifier: ``LogisticRegression`` (L2, C=1, lbfgs, max_iter=500)."""
-    from sklearn.linear_model import LogisticRegression
+    """The study's classifier: ``LogisticRegression`` (L2, C=1, lbfgs, max_iter=500).
 
-    return LogisticRegression(C=1.0, solver="lbfgs", max_iter=500)
+    (``classifier="study"``; the test's default is ``"standardized"``, see
+    :mod:`fovea_ray.stats.classifier`.)
+    """
+    return ClassifierSpec("study").estimator_for_refits()
 
 
 def c2st_split(y: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -74,9 +77,12 @@ class C2STFit:
         Held-out labels and out-of-sample classifier scores (``decision_function``; else
         the log-odds of ``predict_proba``).
     coef, intercept : ndarray or None, float or None
-        The fitted linear model (None for non-linear classifiers).
+        The fitted linear model (None for non-linear classifiers), in the classifier's
+        feature space (standardised columns for ``"standardized"``).
     estimator : object
-        The fitted classifier.
+        The fitted scikit-learn classifier (None for the batched solver).
+    linear : LinearFit
+        The one fit every test of the split uses (:func:`fovea_ray.stats.classifier.fit_split`).
     """
 
     train_index: np.ndarray = field(repr=False)
@@ -86,6 +92,7 @@ class C2STFit:
     coef: np.ndarray | None = field(repr=False)
     intercept: float | None
     estimator: Any = field(default=None, repr=False)
+    linear: LinearFit | None = field(default=None, repr=False)
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -135,8 +142,14 @@ class C2STResult:
     order_statistic_k, order_statistic_threshold
         ``k`` and ``alpha^(k)`` ("half").
     classifier_name, converged, n_iter
-        What was fitted and whether it converged (``n_iter_ < max_iter``; None when the
-        estimator does not say).
+        What was fitted (``"standardized"``, ``"study"``, ``"unscaled"`` or the
+        estimator's class name) and whether it reached its optimum: the relative gradient
+        norm ``optimality`` of the L2-logistic objective is at most
+        :data:`fovea_ray.stats.classifier.OPTIMALITY_TOL` (None when not measurable).
+    optimality : float or None
+        That relative gradient norm.
+    classifier : dict
+        :meth:`fovea_ray.stats.classifier.ClassifierSpec.to_record`.
     warnings : tuple of str
         Small-sample and convergence notes (never fatal).
     full_permutation_info : dict
@@ -169,7 +182,8 @@ class C2STResult:
     classifier_name: str
     converged: bool | None
     n_iter: int | None
-    standardize: bool
+    optimality: float | None = None
+    classifier: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     full_permutation_info: dict = field(default_factory=dict, repr=False)
     fit: C2STFit | None = field(default=None, repr=False)
@@ -250,9 +264,10 @@ class C2STResult:
             "min_test_per_class": kim_min_test_per_class(self.alpha),
             "deciding_test": self.deciding_test,
             "classifier": self.classifier_name,
+            "classifier_spec": dict(self.classifier),
             "converged": self.converged,
+            "optimality": self.optimality,
             "n_iter": self.n_iter,
-            "standardize": self.standardize,
             "n_train": int(self.fit.train_index.size) if self.fit is not None else None,
             "n_test": self.te0 + self.te1,
         }
@@ -282,40 +297,14 @@ def accuracy_ci(correct: int, n: int, level: float = 0.95) -> tuple[float, float
     return float(ci.low), float(ci.high)
 
 
-def _scores(est, X) -> np.ndarray:
-    if hasattr(est, "decision_function"):
-        s = np.asarray(est.decision_function(X), dtype=np.float64)
-        return s.reshape(-1) if s.ndim == 1 else s[:, -1]
-    p = np.asarray(est.predict_proba(X), dtype=np.float64)[:, 1]
-    p = np.clip(p, 1e-15, 1 - 1e-15)
-    return np.log(p) - np.log1p(-p)
-
-
-def _fit(classifier, X: np.ndarray, y: np.ndarray) -> tuple[Any, bool | None, int | None]:
-    """Clone and fit ``classifier`` (default: the study's); ``(estimator, converged, n_iter)``.
-
-    Convergence is read from the estimator (``n_iter_`` against ``max_iter``), never
-    from a warning's text; the fit's warnings are silenced since the result says it.
-    """
-    from sklearn.base import clone
-
-    est = clone(classifier) if classifier is not None else default_classifier()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est.fit(X, y)
-    if not hasattr(est, "n_iter_"):
-        return est, None, None
-    n_iter = int(np.max(est.n_iter_))
-    max_iter = getattr(est, "max_iter", None)
-    return est, bool(max_iter is None or n_iter < max_iter), n_iter
-
-
-def _notes(est, converged, n_iter, te0: int, te1: int, alpha: float, permutation: str, P: int) -> list[str]:
+def _notes(fit: LinearFit, te0: int, te1: int, alpha: float, permutation: str, P: int) -> list[str]:
     notes = []
-    if converged is False:
+    if fit.converged is False:
         notes.append(
-            f"{type(est).__name__} stopped before converging ({n_iter} iterations, as the study's "
-            "max_iter=500 allows); the full permutation test fits every model to its optimum"
+            f"the {fit.spec.name} classifier stopped before its optimum (relative gradient norm "
+            f"{fit.optimality:.2g} > {OPTIMALITY_TOL:g} after {fit.n_iter} iterations"
+            + (", as the study's max_iter=500 allows" if fit.spec.name == "study" else "")
+            + "); its held-out predictions are those of that fit, not of the optimum"
         )
     n_min = kim_min_test_per_class(alpha)
     if min(te0, te1) < n_min:
@@ -328,9 +317,10 @@ def _notes(est, converged, n_iter, te0: int, te1: int, alpha: float, permutation
             f"only {te0} and {te1} held-out samples of class 0 and 1: at alpha = {alpha:g} Kim's asymptotic "
             f"test needs >= {n_min} per class (below, it rejects too often); {decided}"
         )
-    if permutation != "none" and P < (1 - alpha) / alpha:
+    if permutation != "none" and 1.0 / (P + 1) > alpha * (1 + 1e-12):
         notes.append(
-            f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g})"
+            f"P = {P} permutations cannot reject at alpha = {alpha} (smallest p is 1/(P+1) = {1 / (P + 1):.3g}); "
+            f"needs P >= {required_permutations(alpha)}"
         )
     return notes
 
@@ -341,11 +331,11 @@ def classifier_two_sample_test(
     *,
     test_size: float = 0.5,
     alpha: float = 0.01,
-    n_permutations: int = 100,
+    n_permutations: int | str = 100,
     permutation: str = "half",
     classifier=None,
     seed: int = 0,
-    standardize: bool = False,
+    groups=None,
     device: str = "cpu",
     precision: str = "mixed",
     executor: Executor | None = None,
@@ -354,15 +344,17 @@ def classifier_two_sample_test(
 
     1. Stratified split: ``round(test_size * n_c)`` samples of each class ``c`` held out
        (seeded by ``seed``; :func:`c2st_split`).
-    2. Fit ``classifier`` on the training part (default: the study's
-       ``LogisticRegression(C=1, lbfgs, max_iter=500)``, L2), predict the held-out part.
+    2. One fit of ``classifier`` on the training part (:func:`fovea_ray.stats.classifier.fit_split`;
+       default ``"standardized"``: features standardised with the training split's
+       statistics, L2 logistic regression at its optimum). Every result below uses it.
     3. Kim's asymptotic test from the held-out confusion (:func:`kim_asymptotic_test`),
        with ``e0``/``e1`` over the TRUE class counts.
     4. Optional permutation test: ``"half"`` permutes the held-out labels ``P`` times with
        the fitted model fixed and decides by Kim's order-statistic rule; ``"full"``
-       permutes the labels of the whole sample, re-splits and refits ``P`` times (the
-       batched L2-logistic solver for the default classifier) and decides by
-       ``p <= alpha``. Both report the ``(1 + #{null >= observed}) / (P + 1)`` p-value.
+       permutes the labels of the whole sample, re-splits and refits ``P`` times with the
+       same procedure (standardising with each re-split's training rows) and decides by
+       ``p <= alpha``; its observed statistic is the accuracy of the fit of step 2. Both
+       report the ``(1 + #{null >= observed}) / (P + 1)`` p-value.
 
     Parameters
     ----------
@@ -374,17 +366,20 @@ def classifier_two_sample_test(
         Held-out fraction (the study's kappa = 1/2).
     alpha : float
         Level of the decisions.
-    n_permutations : int
-        P (>= (1 - alpha) / alpha for the permutation test to be able to reject).
+    n_permutations : int or "auto"
+        P; ``"auto"``: the smallest P that can reject at ``alpha`` (``ceil(1/alpha) - 1``,
+        :func:`fovea_ray.stats.decision.required_permutations`).
     permutation : {"none", "half", "full"}
-    classifier : estimator, optional
-        Any sklearn-style estimator with fit/predict and decision_function (or
-        predict_proba); cloned before fitting.
+    classifier : {"standardized", "unscaled", "study"} or estimator, optional
+        The classifier (:mod:`fovea_ray.stats.classifier`; default ``"standardized"``).
+        ``"study"`` is the study's ``LogisticRegression(C=1, lbfgs, max_iter=500)`` on
+        unscaled features. Any sklearn-style estimator with fit and decision_function
+        (or predict_proba) is cloned before fitting.
     seed : int
         Master seed of the split and the permutations.
-    standardize : bool
-        Z-score every column with the whole sample's mean and sd first (label-free, so
-        permutation validity is kept); off by default, as in the study.
+    groups : array (d,), optional
+        Each column's channel: the standardized classifier scales a channel's columns
+        together (:func:`fovea_ray.stats.classifier.train_scaling`).
     device, precision : str
         Where and in what precision the batched solver of "full" runs
         (:func:`fovea_ray.stats.full_permutation_null`).
@@ -407,20 +402,21 @@ def classifier_two_sample_test(
     alpha = check_fraction("alpha", alpha)
     seed = _seeding.check_seed(seed)
     precision = check_precision(precision)
+    spec = ClassifierSpec.resolve(classifier)
     if permutation not in PERMUTATIONS:
         raise ValueError(f"permutation must be one of {PERMUTATIONS}, got {permutation!r}")
-    P = check_count("n_permutations", n_permutations, minimum=0 if permutation == "none" else 1)
-    if standardize:
-        Xa = standardize_columns(Xa)
+    P = check_count(
+        "n_permutations", resolve_permutations(n_permutations, alpha), minimum=0 if permutation == "none" else 1
+    )
     train, test = c2st_split(ya, test_size, seed)
-    est, converged, n_iter = _fit(classifier, Xa[train], ya[train])
+    lin = fit_split(Xa, ya, train, spec, groups)
     y_test = ya[test]
-    pred = np.asarray(est.predict(Xa[test])).astype(np.int8)
+    pred = lin.predictions(test)
     cm = np.zeros((2, 2), dtype=np.int64)
     np.add.at(cm, (y_test, pred), 1)
     e0, e1, te0, te1 = class_errors(cm)
     T, p_asym = kim_asymptotic_test(cm)
-    notes = _notes(est, converged, n_iter, te0, te1, alpha, permutation, P)
+    notes = _notes(lin, te0, te1, alpha, permutation, P)
     accuracy = float(np.mean(pred == y_test))
     perm: dict[str, Any] = {"null": np.zeros(0), "p": math.nan, "reject": None, "k": None, "thr": None, "obs": None}
     full_info: dict = {}
@@ -437,27 +433,28 @@ def classifier_two_sample_test(
             n_permutations=P,
             seed=seed,
             test_size=test_size,
-            classifier=classifier,
+            classifier=spec,
+            groups=groups,
             device=device,
             precision=precision,
             executor=executor,
+            observed=accuracy,
         )
-        P = res.n_permutations
+        P_requested, P = P, res.n_permutations
         p_full = res.pvalue
         perm = {"null": res.null_accuracies, "p": p_full, "reject": bool(p_full <= alpha), "k": None, "thr": None}
         perm["obs"] = res.observed_accuracy
         notes.extend(res.notes)
-        full_info = res.to_record(alpha=alpha, n_requested=int(n_permutations), precision=precision)
-    coef = getattr(est, "coef_", None)
-    intercept = getattr(est, "intercept_", None)
+        full_info = res.to_record(alpha=alpha, n_requested=int(P_requested), precision=precision)
     fit = C2STFit(
         train_index=train,
         test_index=test,
         y_test=y_test,
-        scores_test=_scores(est, Xa[test]),
-        coef=None if coef is None else np.asarray(coef, dtype=np.float64).reshape(-1),
-        intercept=None if intercept is None else float(np.asarray(intercept).reshape(-1)[0]),
-        estimator=est,
+        scores_test=lin.decision[test],
+        coef=lin.coef,
+        intercept=lin.intercept,
+        estimator=lin.estimator,
+        linear=lin,
     )
     return C2STResult(
         accuracy=accuracy,
@@ -481,10 +478,11 @@ def classifier_two_sample_test(
         permutation_observed_accuracy=perm["obs"],
         order_statistic_k=perm["k"],
         order_statistic_threshold=perm["thr"],
-        classifier_name=type(est).__name__,
-        converged=converged,
-        n_iter=n_iter,
-        standardize=bool(standardize),
+        classifier_name=spec.name if spec.name != "custom" else type(spec.estimator).__name__,
+        converged=lin.converged,
+        n_iter=lin.n_iter,
+        optimality=lin.optimality,
+        classifier=spec.to_record(),
         warnings=tuple(notes),
         full_permutation_info=full_info,
         fit=fit,

@@ -323,8 +323,26 @@ class LayerComparison:
             if q <= self.alpha and r.statistic < 0
         )
 
+    @property
+    def undecidable(self) -> tuple[str, ...]:
+        """Layers whose McNemar test cannot reach Holm's smallest threshold ``alpha / m``:
+        too few held-out samples on which the two classifiers disagree (the exact test's
+        smallest p-value is ``2 * 0.5**N`` on ``N`` discordant samples). "Not different"
+        there is not evidence of sameness."""
+        from fovea_ray.stats.decision import mcnemar_smallest_pvalue
+
+        m = max(len(self.layers), 1)
+        return tuple(
+            layer
+            for layer, r in zip(self.layers, self.results)
+            if mcnemar_smallest_pvalue(r.discordant) > self.alpha / m * (1 + 1e-12)
+        )
+
     def to_records(self) -> list[dict[str, Any]]:
         """One record per layer for ``results.json``'s comparisons table."""
+        from fovea_ray.stats.decision import mcnemar_smallest_pvalue
+
+        m = max(len(self.layers), 1)
         return [
             {
                 "network_a": self.network_a,
@@ -333,6 +351,8 @@ class LayerComparison:
                 **r.to_record(),
                 "pvalue_holm": q,
                 "different": bool(q <= self.alpha),
+                "smallest_p": mcnemar_smallest_pvalue(r.discordant),
+                "decidable": bool(mcnemar_smallest_pvalue(r.discordant) <= self.alpha / m * (1 + 1e-12)),
             }
             for layer, r, q in zip(self.layers, self.results, self.pvalues_holm)
         ]

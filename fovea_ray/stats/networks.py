@@ -40,6 +40,7 @@ __all__ = [
     "compare_networks",
     "held_out_predictions",
     "layer_pvalue",
+    "plan_of",
     "run_network_tests",
     "separation",
     "shared_samples",
@@ -125,41 +126,77 @@ def comparison_pairs(entries: Sequence[NetworkEntry], models: Mapping[str, str])
     return [(a.name, b.name) for a in entries if not a.control for b in controls if models[a.name] == models[b.name]]
 
 
-def layer_pvalue(record: Mapping[str, Any]) -> float | None:
-    """A layer's p-value for H0: P0 = P1: the full permutation test where it ran, else the
-    test that decides the layer (``c2st.deciding_test``); None when the classifier was skipped."""
+def layer_pvalue(record: Mapping[str, Any], layer_test: str | None = None) -> float | None:
+    """A layer's p-value for H0: P0 = P1 from the test that decides every layer.
+
+    ``layer_test`` is the decision plan's (:class:`fovea_ray.stats.decision.DecisionPlan`):
+    ``"kim_asymptotic"`` or ``"kim_half_permutation"``; the same test at every layer, so
+    that BH compares like with like. The full permutation test decides its own layer
+    only. Without a plan (an older document): the half permutation when it ran and the
+    held-out split is below Kim's reliable size, else the asymptotic p-value. None when
+    the classifier was skipped.
+    """
     c = record.get("c2st") or {}
     if not c:
         return None
-    full = (c.get("full_permutation") or {}).get("p")
-    if full is not None:
-        return float(full)
     half = (c.get("half_permutation") or {}).get("p")
-    if c.get("deciding_test") == "kim_half_permutation" and half is not None:
-        return float(half)
+    if layer_test is None:
+        layer_test = "kim_asymptotic" if c.get("asymptotic_reliable", True) or half is None else "kim_half_permutation"
+    if layer_test == "kim_half_permutation":
+        return None if half is None else float(half)
     p = c.get("p_asymptotic")
     return None if p is None else float(p)
 
 
-def separation(records: Mapping[str, Mapping[str, Any]], *, alpha: float) -> dict[str, Any]:
+def plan_of(doc: Mapping[str, Any]):
+    """The document's :class:`fovea_ray.stats.decision.DecisionPlan` (None for documents made before plans)."""
+    from fovea_ray.stats.decision import DecisionPlan
+
+    rec = doc.get("decision_plan")
+    return DecisionPlan.from_record(rec) if rec else None
+
+
+def separation(records: Mapping[str, Mapping[str, Any]], *, alpha: float, plan=None) -> dict[str, Any]:
     """Where one network separates the types: its layers' H0 p-values (:func:`layer_pvalue`),
     Benjamini-Hochberg adjusted across the layers, the layers that reject at ``alpha``, and
     the merge layer (:func:`fovea_ray.stats.compare.merge_layer`, the same adjustment).
 
     ``records``: the results document's layer records (network layers in depth order;
-    the pixel control is left out).
+    the pixel control is left out). ``plan``: the document's decision plan; when it says
+    the across-layer decision cannot reject (too few permutations for BH), no layer is
+    called separating or not: ``decided`` is False and ``undecided`` says why.
     """
     from scipy import stats as sps
 
-    tested = [(name, layer_pvalue(rec)) for name, rec in records.items() if rec.get("kind") == "layer"]
+    layer_test = plan.layer_test if plan is not None else None
+    tested = [(name, layer_pvalue(rec, layer_test)) for name, rec in records.items() if rec.get("kind") == "layer"]
     tested = [(name, p) for name, p in tested if p is not None]
     names, p = [n for n, _ in tested], np.array([p for _, p in tested], dtype=float)
     q = sps.false_discovery_control(p, method="bh") if p.size > 1 else p
+    rule = f"BH at {alpha:g} across {len(names)} layers; the layer after the deepest rejection"
+    layers = plan.get("layers") if plan is not None else None
+    if layers is not None and not layers.decidable:
+        return {
+            "separating_layers": [],
+            "merge_layer": None,
+            "merge_rule": rule,
+            "n_layers_tested": len(names),
+            "decided": False,
+            "undecided": layers.reason(),
+            "layer_test": layer_test,
+            "pvalues": dict(zip(names, p.tolist())),
+            "qvalues": dict(zip(names, np.asarray(q).tolist())),
+        }
     return {
         "separating_layers": [n for n, qq in zip(names, q) if qq <= alpha],
         "merge_layer": merge_layer(names, p, alpha=alpha) if names else None,
-        "merge_rule": f"BH at {alpha:g} across {len(names)} layers; the layer after the deepest rejection",
+        "merge_rule": rule,
         "n_layers_tested": len(names),
+        "decided": True,
+        "undecided": "",
+        "layer_test": layer_test,
+        "pvalues": dict(zip(names, p.tolist())),
+        "qvalues": dict(zip(names, np.asarray(q).tolist())),
     }
 
 
@@ -226,7 +263,7 @@ def _network_record(entry: NetworkEntry, doc: Mapping[str, Any], model: str, alp
         "seed": config.get("seed"),
         "role": "control" if entry.control else "network",
         "main_layer": doc.get("main_layer"),
-        **separation(doc["layers"], alpha=alpha),
+        **separation(doc["layers"], alpha=alpha, plan=plan_of(doc)),
         "table": [row for row in doc["table"] if row["kind"] == "layer"],
         "warnings": list(doc.get("warnings", [])),
     }
@@ -259,6 +296,7 @@ def combine_results(
             "different": list(c.different),
             "a_separates_more": list(c.a_separates_more),
             "a_separates_less": list(c.a_separates_less),
+            "undecidable": list(c.undecidable),
         }
         for c in comparisons
     ]
@@ -286,6 +324,7 @@ def run_network_tests(
     execution: Execution | None = None,
     include_controls: bool = True,
     on_network=None,
+    say=None,
 ) -> dict[str, Any]:
     """Test every network's store on the same samples and split, then compare them.
 
@@ -302,6 +341,8 @@ def run_network_tests(
         every network, since the stores share the manifest).
     on_network : callable, optional
         Called with each network's name before its tests (progress messages).
+    say : callable, optional
+        Called with the decision plan's lines and costs (:func:`fovea_ray.stats.sweep.run_store_tests`).
 
     Returns
     -------
@@ -338,6 +379,7 @@ def run_network_tests(
             execution=execution,
             include_controls=include_controls and e.name == primary.name,
             samples=samples,
+            say=say,
         )
     notes = [f"{left_out} samples not done without error in every store were left out of every network"]
     notes = notes if left_out else []

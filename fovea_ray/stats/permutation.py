@@ -1,5 +1,9 @@
 """Permutation nulls of the classifier two-sample test: half and full.
 
+Every refit uses the procedure of the layer's own fit (:mod:`fovea_ray.stats.classifier`):
+with the standardized classifier each group's features are standardised with that
+group's training rows, exactly as the observed fit's were with the observed split's.
+
 * **Half permutation** (Kim et al., 2016; the study's test): the classifier fitted on the
   training half stays fixed; the held-out labels are permuted ``P`` times and the
   accuracy recomputed. Cheap and valid, but blind to the variability of training.
@@ -49,6 +53,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -149,6 +154,11 @@ class FullPermutationNull:
         other classifiers).
     wall_s : float
         seconds.
+    notes : tuple of str
+    classifier : str
+        The classifier refitted (:mod:`fovea_ray.stats.classifier`).
+    observed_refit_accuracy : float or None
+        The refit of the true labelling (a check on ``observed_accuracy``, the layer's fit).
     """
 
     observed_accuracy: float
@@ -161,6 +171,8 @@ class FullPermutationNull:
     converged_fraction: float
     wall_s: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    classifier: str = "standardized"
+    observed_refit_accuracy: float | None = None
 
     @property
     def statistic(self) -> float:
@@ -192,6 +204,8 @@ class FullPermutationNull:
             "p": p,
             "reject": bool(p <= alpha),
             "observed_accuracy": self.observed_accuracy,
+            "observed_refit_accuracy": self.observed_refit_accuracy,
+            "classifier": self.classifier,
             "null_accuracies": self.null_accuracies.tolist(),
             "solver": self.solver,
             "precision": precision,
@@ -207,26 +221,39 @@ def _accuracies(decision: np.ndarray, Y: np.ndarray, train: np.ndarray) -> np.nd
     return ((decision[test] > 0) == (Y[test] == 1)).mean(axis=0)
 
 
-def _batched_group(design, y, train_index, test_size, seed, m, device, precision, group):
-    """Fit one group's ``m`` labellings with the batched solver; their held-out accuracies."""
-    from fovea_ray.stats.solver import fit_logistic_batched
+def _features_for(X: np.ndarray, train: np.ndarray, spec, groups) -> np.ndarray:
+    """The classifier's features for one split: standardised with that split's training rows."""
+    from fovea_ray.stats.classifier import standardize_with
+
+    return standardize_with(X, train, groups) if spec.standardizes else X
+
+
+def _batched_group(X, groups, y, train_index, test_size, seed, m, spec, device, precision, group):
+    """Fit one group's ``m`` labellings with the batched solver; their held-out accuracies.
+
+    The labellings of a group share its training rows, so its design (features
+    standardised with those rows' statistics, as the observed fit's) is prepared once.
+    """
+    from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
+    design = prepare_design(_features_for(X, train, spec, groups), C=spec.C, curvature_rows=int(train.size))
     fit = fit_logistic_batched(
         design, Y, train_rows=train, device=device, precision=precision, stable_signs=precision != "float32"
     )
     return _accuracies(fit.decision[0], Y, train), fit.converged[0]
 
 
-def _sklearn_group(X, y, train_index, test_size, seed, m, classifier, group):
-    """Refit a clone of ``classifier`` for each labelling of the group."""
-    from sklearn.base import clone
-
+def _sklearn_group(X, y, train_index, test_size, seed, m, spec, group):
+    """Refit the classifier (a fresh clone) for each labelling of the group."""
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
     test = np.setdiff1d(np.arange(y.size), train, assume_unique=True)
     acc = np.empty(m)
     for j in range(m):
-        est = clone(classifier).fit(X[train], Y[train, j])
+        est = spec.estimator_for_refits()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the study's lbfgs stops at max_iter, as in its own fit
+            est.fit(X[train], Y[train, j])
         acc[j] = float(np.mean(np.asarray(est.predict(X[test])) == Y[test, j]))
     return acc, np.ones(m, dtype=bool)
 
@@ -240,18 +267,20 @@ def full_permutation_null(
     seed: int,
     test_size: float,
     classifier=None,
-    C: float = 1.0,
+    groups=None,
     group_size: int = GROUP_SIZE,
     device: str = "cpu",
     precision: str = "mixed",
     executor: Executor | None = None,
+    observed: float | None = None,
 ) -> FullPermutationNull:
     """Null accuracies of the full permutation test (see the module docstring).
 
     Parameters
     ----------
     X : array (n, d)
-        Float features (already preprocessed).
+        Float features, raw: each refit standardises with its own training rows when
+        the classifier does (:mod:`fovea_ray.stats.classifier`).
     y : array (n,)
         Labels in {0, 1}.
     train_index : array
@@ -262,10 +291,12 @@ def full_permutation_null(
         Master seed.
     test_size : float
         Held-out fraction of each re-split.
-    classifier : estimator, optional
-        None for the batched L2-logistic solver with ``C`` (the default classifier);
-        otherwise an sklearn estimator, cloned and refitted per labelling (its observed
-        accuracy is that of the fit on the true labels, labelling 0).
+    classifier : str, ClassifierSpec or estimator, optional
+        ``"standardized"`` (default) or ``"unscaled"``: the batched L2-logistic solver,
+        one design per group; ``"study"`` or an sklearn estimator: cloned and refitted
+        per labelling.
+    groups : array, optional
+        Each column's channel (the standardized classifier's per-channel scale).
     group_size : int
         Labellings per group (one executor item, one batched solve).
     device : str
@@ -276,25 +307,30 @@ def full_permutation_null(
     executor : Executor, optional
         Where the groups run (:mod:`fovea_ray.stats.executor`; default in this process).
         The result does not depend on it.
+    observed : float, optional
+        The observed statistic: the held-out accuracy of the layer's own fit on the true
+        labels and split (:func:`fovea_ray.stats.classifier.fit_split`), so that one fit
+        serves every test of the layer. The refit of the true labelling (the first
+        labelling of group 0, the same procedure) is kept as a check
+        (``observed_refit_accuracy``). None: use the refit.
 
     Returns
     -------
     FullPermutationNull
     """
+    from fovea_ray.stats.classifier import ClassifierSpec
+
     t0 = time.perf_counter()
     X = check_features(X)
     y = check_labels(y, X.shape[0])
     precision = check_precision(precision)
+    spec = ClassifierSpec.resolve(classifier)
     K, m, P_used = group_layout(n_permutations, group_size)
     train_index = np.sort(np.asarray(train_index))
-    batched = classifier is None
-    if batched:
-        from fovea_ray.stats.solver import prepare_design
-
-        design = prepare_design(X, C=C, curvature_rows=int(train_index.size))
-        group = partial(_batched_group, design, y, train_index, test_size, seed, m, device, precision)
+    if spec.batched:
+        group = partial(_batched_group, X, groups, y, train_index, test_size, seed, m, spec, device, precision)
     else:
-        group = partial(_sklearn_group, X, y, train_index, test_size, seed, m, classifier)
+        group = partial(_sklearn_group, X, y, train_index, test_size, seed, m, spec)
     results = list((executor or in_process)(group, range(K)))
     acc = np.concatenate([r[0] for r in results])
     conv = np.concatenate([r[1] for r in results])
@@ -304,19 +340,28 @@ def full_permutation_null(
             f"full permutation: P rounded up from {n_permutations} to {P_used} "
             f"({K} groups of {m} sharing a split; equal groups keep the p-value exact)"
         )
-    if batched and not conv.all():
+    if spec.batched and not conv.all():
         notes.append(f"{int((~conv).sum())} of {conv.size} full-permutation fits stopped before the solver tolerance")
+    refit = float(acc[0])
+    if observed is not None and abs(float(observed) - refit) > 1e-12:
+        notes.append(
+            f"full permutation: the refit of the true labels scored {refit:.4f}, "
+            f"the layer's fit {float(observed):.4f}; "
+            "the two fits of one objective disagree on a held-out prediction (a rounding tie at the boundary)"
+        )
     return FullPermutationNull(
-        observed_accuracy=float(acc[0]),
+        observed_accuracy=refit if observed is None else float(observed),
         null_accuracies=acc[1:],
         n_permutations=P_used,
         n_groups=K,
         group_size=m,
         backend=executor_name(executor),
-        solver="batched-lbfgs" if batched else type(classifier).__name__,
-        converged_fraction=float(conv.mean()) if batched else float("nan"),
+        solver="batched-lbfgs" if spec.batched else type(spec.estimator_for_refits()).__name__,
+        converged_fraction=float(conv.mean()) if spec.batched else float("nan"),
         wall_s=time.perf_counter() - t0,
         notes=tuple(notes),
+        classifier=spec.name,
+        observed_refit_accuracy=refit,
     )
 
 
@@ -328,7 +373,8 @@ def full_permutation_many(
     n_permutations: int,
     seeds,
     test_size: float,
-    C: float = 1.0,
+    classifier: str = "standardized",
+    groups=None,
     precision: str = "mixed",
     group_size: int = GROUP_SIZE,
     device: str = "cpu",
@@ -336,27 +382,35 @@ def full_permutation_many(
     """Full permutation tests of ``G`` independent data sets of one shape, fitted together.
 
     For simulation studies (size and power): data set ``g`` gets exactly the labellings
-    :func:`full_permutation_null` would draw with ``seed = seeds[g]``, and each group
-    index is one batched solve over all data sets.
+    and the fitting procedure :func:`full_permutation_null` would use with
+    ``seed = seeds[g]``, and each group index is one batched solve over all data sets.
 
     Parameters
     ----------
     Xs : array_like
-        ``(G, n, d)``.
+        ``(G, n, d)`` raw features.
     ys : array_like
         ``(G, n)``.
     train_masks : array_like
         ``(G, n)`` the observed splits.
     seeds : sequence of int
         ``G`` master seeds.
+    classifier : {"standardized", "unscaled"}
+        A batched classifier (:mod:`fovea_ray.stats.classifier`).
+    groups : array, optional
+        Each column's channel (the standardized classifier's scale).
 
     Returns
     -------
     tuple of ndarray
         ``(observed (G,), null (G, P used))`` held-out accuracies.
     """
+    from fovea_ray.stats.classifier import ClassifierSpec
     from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
+    spec = ClassifierSpec.resolve(classifier)
+    if not spec.batched:
+        raise ValueError(f"full_permutation_many fits batched classifiers only, got {spec.name!r}")
     Xs = np.asarray(Xs, dtype=np.float64)
     ys = np.asarray(ys).astype(np.int8)
     masks = np.asarray(train_masks, dtype=bool)
@@ -364,12 +418,13 @@ def full_permutation_many(
     if ys.shape != (G, n) or masks.shape != (G, n) or len(seeds) != G:
         raise ValueError("Xs (G, n, d), ys (G, n), train_masks (G, n) and G seeds must agree")
     K, m, _ = group_layout(n_permutations, group_size)
-    design = prepare_design(Xs, C=C, curvature_rows=int(masks[0].sum()))
     out = []
     for k in range(K):
         labs = [group_labels(ys[g], np.flatnonzero(masks[g]), test_size, int(seeds[g]), k, m) for g in range(G)]
         Y = np.stack([lab[0] for lab in labs])
         rows = np.stack([lab[1] for lab in labs])
+        feats = np.stack([_features_for(Xs[g], rows[g], spec, groups) for g in range(G)])
+        design = prepare_design(feats, C=spec.C, curvature_rows=int(rows.shape[1]))
         fit = fit_logistic_batched(
             design, Y, train_rows=rows, device=device, precision=precision, stable_signs=precision != "float32"
         )

@@ -10,7 +10,7 @@ p-value tells the direction. Top level::
     store               {"path", "status", "weights_checksum", "config"}  (from the store's attrs)
     config              the test settings: layers, main_layer, stats, alpha, test_size,
                         permutations, full_permutations, mmd_permutations,
-                        odds_permutations, fdr, seed, standardize, precision, and
+                        odds_permutations, fdr, seed, classifier, full_layers, precision, and
                         where it ran: backend (ray | local), address, device
     versions            {"fovea_ray", "python", "numpy", "scipy", "sklearn", "torch", "ray"}
     samples             {"n_total", "n_used", "n_not_done", "n_error",
@@ -26,6 +26,15 @@ p-value tells the direction. Top level::
     warnings            ["<layer>: <note>", ...]  (small samples, convergence, skips)
     split               the held-out split every layer's classifier was tested on:
                         {"seed", "test_size", "sample": [sample ids], "label": [0/1]}
+    decision_plan       made before any test ran (:mod:`fovea_ray.stats.decision`):
+                        {"alpha", "n_layers" (m), "layer_test" (the test deciding every
+                        layer: kim_asymptotic | kim_half_permutation), "permutations",
+                        "full_permutations" (P as chosen or given), "auto" {which P the
+                        rule chose}, "asymptotic_reliable", "rule",
+                        "decisions": [{"name" (layer | layers | merge_layer |
+                        full_permutation), "test", "n_permutations", "smallest_p",
+                        "threshold" (alpha/m), "adjustment" (none | bh), "m",
+                        "decidable", "needs_permutations", "reason"}, ...]}
 
 With several networks (:mod:`fovea_ray.stats.networks`; ``fovea-ray run --network``,
 ``fovea-ray test --store NAME=STORE``) the top level is the first network's, and three
@@ -33,18 +42,22 @@ more keys follow::
 
     networks            [{"name", "store", "model", "weights", "weights_checksum", "seed",
                           "role" ("network" | "control"), "main_layer", "merge_layer",
-                          "merge_rule", "separating_layers", "table": [TABLE ROW, ...],
-                          "warnings"}, ...]
+                          "merge_rule", "separating_layers", "decided" (false when the
+                          plan says BH across layers cannot reject), "undecided" (why),
+                          "layer_test", "pvalues" and "qvalues" ({layer: p}, BH-adjusted),
+                          "table": [TABLE ROW, ...], "warnings"}, ...]
     comparisons         one row per compared pair and shared layer: {"network_a",
                         "network_b", "layer", "accuracy_difference" (a - b), "pvalue"
                         (McNemar exact), "pvalue_holm" (across the pair's layers),
                         "different", "accuracy_a", "accuracy_b", "ci_low", "ci_high"
                         (Newcombe paired interval), "confidence_level", "n_test",
                         "both_correct", "only_a_correct", "only_b_correct",
-                        "neither_correct"}
+                        "neither_correct", "smallest_p" (McNemar's on this many
+                        discordant samples), "decidable" (smallest_p <= alpha/m)}
     comparison_summary  per pair: {"network_a", "network_b", "n_layers", "alpha",
                         "adjustment", "different", "a_separates_more",
-                        "a_separates_less"} (layer lists)
+                        "a_separates_less", "undecidable"} (layer lists; undecidable:
+                        too few discordant samples for Holm's alpha/m)
 
 LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
 
@@ -55,14 +68,19 @@ LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
                   confusion_orientation, e0, e1, te0, te1,
                   statistic (Kim's T), p_asymptotic, reject_asymptotic,
                   asymptotic_reliable, min_test_per_class (kim_min_test_per_class(alpha)),
-                  deciding_test, classifier, converged, n_iter, standardize, n_train, n_test,
+                  deciding_test, classifier ("standardized" | "unscaled" | "study" | a class
+                  name), classifier_spec {name, model, C, preprocessing, solver},
+                  converged (relative gradient norm <= 1e-6: the optimum was reached),
+                  optimality (that norm), n_iter, n_train, n_test,
                   held_out {y_pred: [0/1 in the order of "split"]} (and its own "sample"
                            ids when the layer left samples with NaN values out),
                   half_permutation {n_permutations, p, reject, rule, k, threshold,
                                     observed_accuracy, null_accuracies (main layer only, else null)},
                   full_permutation {n_permutations (as used), n_permutations_requested,
-                                    n_groups, group_size, p, reject, observed_accuracy,
-                                    null_accuracies, solver, precision, backend,
+                                    n_groups, group_size, p, reject, observed_accuracy
+                                    (= accuracy: the layer's one fit), observed_refit_accuracy
+                                    (the true labels refitted like the null, a check),
+                                    classifier, null_accuracies, solver, precision, backend,
                                     converged_fraction, wall_s}   (when run)}
     selectivity null if skipped, else {fdr, test, auc_meaning,
                   per_stat {stat: {n_channels, n_selective, n_prefer_type1, n_prefer_type0}},
@@ -82,8 +100,9 @@ LAYER RECORD (:func:`fovea_ray.stats.battery.run_battery`)::
 TABLE ROW::
 
     layer, kind, n, d, accuracy, accuracy_ci_low, accuracy_ci_high, statistic,
-    p_asymptotic, p_half_permutation, p_full_permutation, n_selective,
-    n_prefer_type1, n_prefer_type0, p_mmd
+    p_asymptotic, p_half_permutation, p_full_permutation, p_layer (the deciding test's,
+    as the plan's layer_test says), classifier, n_selective, n_prefer_type1,
+    n_prefer_type0, p_mmd
 """
 
 from __future__ import annotations
@@ -188,8 +207,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def table_row(rec: dict[str, Any]) -> dict[str, Any]:
-    """The layer table's row for one layer record."""
+def table_row(rec: dict[str, Any], layer_test: str | None = None) -> dict[str, Any]:
+    """The layer table's row for one layer record; ``p_layer`` is the p-value of the test
+    that decides every layer (the decision plan's ``layer_test``)."""
+    from fovea_ray.stats.networks import layer_pvalue
+
     c = rec.get("c2st") or {}
     half = c.get("half_permutation") or {}
     full = c.get("full_permutation") or {}
@@ -208,6 +230,8 @@ def table_row(rec: dict[str, Any]) -> dict[str, Any]:
         "p_asymptotic": c.get("p_asymptotic"),
         "p_half_permutation": half.get("p"),
         "p_full_permutation": full.get("p"),
+        "p_layer": layer_pvalue(rec, layer_test),
+        "classifier": c.get("classifier"),
         "n_selective": sel.get("n_selective"),
         "n_prefer_type1": sel.get("n_prefer_type1"),
         "n_prefer_type0": sel.get("n_prefer_type0"),
@@ -223,8 +247,12 @@ def build_results(
     samples: dict,
     store: dict,
     warnings: list[str] | None = None,
+    decision_plan: dict | None = None,
 ) -> dict[str, Any]:
-    """Assemble (and validate) the results document from the sweep's layer records."""
+    """Assemble (and validate) the results document from the sweep's layer records.
+
+    ``decision_plan``: :meth:`fovea_ray.stats.decision.DecisionPlan.to_record`; its
+    ``layer_test`` gives each table row's ``p_layer``."""
     tests, warns = [], list(warnings or [])
     for name, rec in layers.items():
         for t in rec.get("tests", []):
@@ -240,10 +268,12 @@ def build_results(
         "samples": samples,
         "main_layer": main_layer,
         "layers": layers,
-        "table": [table_row(rec) for rec in layers.values()],
+        "table": [table_row(rec, (decision_plan or {}).get("layer_test")) for rec in layers.values()],
         "tests": tests,
         "warnings": warns,
     }
+    if decision_plan is not None:
+        doc["decision_plan"] = decision_plan
     doc = to_jsonable(doc)
     validate_results(doc)
     return doc
@@ -286,6 +316,9 @@ def validate_results(doc: Any, *, source: str = "results") -> None:
         for k in ("layer", "name", "statistic", "pvalue", "reject", "skipped"):
             if k not in t:
                 raise InputError(f"{source}: a test record lacks {k!r}")
+    plan = doc.get("decision_plan")
+    if plan is not None and not (isinstance(plan, dict) and isinstance(plan.get("decisions"), list)):
+        raise InputError(f"{source}: 'decision_plan' lacks its 'decisions' list")
     _validate_networks(doc, source)
 
 

@@ -16,7 +16,14 @@ __all__ = ["activation_like"]
 
 
 def activation_like(
-    n: int, channels: int, seed: int = 0, *, shift: float = 0.0, shifted_channels: int = 0, scale: float = 1.0
+    n: int,
+    channels: int,
+    seed: int = 0,
+    *,
+    shift: float = 0.0,
+    shifted_channels: int = 0,
+    scale: float = 1.0,
+    scale_decades: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(X (n, 2 * channels), y (n,))`` with ``n // 2`` samples of each type.
 
@@ -31,14 +38,25 @@ def activation_like(
         first ``shifted_channels`` channels (0: both types from one distribution).
     scale : float, optional
         overall scale of the values (the regularisation's relative strength).
+    scale_decades : float, optional
+        spread the channel scales log-uniformly over ``10**0 .. 10**scale_decades``
+        (real layers span up to five decades: column SDs from ~1 to ~27,000 at
+        layer4.2 of an R101) instead of the default log-normal (SD 0.75 in log).
+        The shifted channels are then every ``channels // shifted_channels``-th
+        channel, so the signal sits at every scale.
     """
     rng = np.random.default_rng(seed)
     y = np.repeat(np.array([0, 1], dtype=np.int8), [n - n // 2, n // 2])
     ch_scale = np.exp(rng.normal(0.0, 0.75, size=channels))
+    shifted = np.arange(min(shifted_channels, channels))
+    if scale_decades is not None:
+        ch_scale = 10.0 ** rng.uniform(0.0, float(scale_decades), size=channels)
+        if shifted_channels:
+            shifted = np.arange(0, channels, max(channels // shifted_channels, 1))[:shifted_channels]
     shape = rng.uniform(1.0, 4.0, size=channels)
     contrast = rng.gamma(2.0, 0.5, size=(n, 1))
     mean = rng.gamma(shape, ch_scale, size=(n, channels)) * (0.5 + contrast)
     mx = mean * (2.0 + rng.gamma(2.0, 1.0, size=(n, channels)))
     if shift and shifted_channels:
-        mx[y == 1, :shifted_channels] *= 1.0 + shift
+        mx[np.ix_(y == 1, shifted)] *= 1.0 + shift
     return scale * np.concatenate([mean, mx], axis=1), y

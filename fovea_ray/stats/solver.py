@@ -91,13 +91,14 @@ class LogisticDesign:
     Attributes
     ----------
     F64 : Tensor
-        ``(G, n, d + 1)`` float64: centred features in the eigenbasis, then a column
+        ``(G, n, r + 1)`` float64: centred features in the eigenbasis, then a column
         of ones (the intercept coordinate).
     scale : Tensor
         ``(G, d + 1)`` float64 eigenvalues of ``Xc^T Xc`` (``n`` for the intercept):
         the per-coordinate curvature scale used by the preconditioner.
     V : Tensor
-        ``(G, d, d)`` float64 eigenvectors: ``w = V u[:d]``.
+        ``(G, d, r)`` float64 eigenvectors: ``w = V u[:r]`` (``r = d``, or the rank of the
+        centred rows when ``d > n``: see :func:`prepare_design`).
     mu : Tensor
         ``(G, d)`` float64 column means: ``b = u[d] - mu . w``.
     C : float
@@ -125,6 +126,12 @@ class LogisticDesign:
 
     @property
     def n_features(self) -> int:
+        """``d``, the columns of the original ``X``."""
+        return int(self.V.shape[1])
+
+    @property
+    def rank(self) -> int:
+        """``r``, the coordinates the fits run in (``d``, or fewer when ``d > n``)."""
         return int(self.F64.shape[2]) - 1
 
     def features(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -166,13 +173,38 @@ def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> L
         raise ValueError("X contains NaN or infinite values")
     mu = Xt.mean(dim=1)
     Xc = Xt - mu[:, None, :]
-    gram = Xc.transpose(1, 2) @ Xc
-    lam, V = torch.linalg.eigh(gram)
-    lam = lam.clamp(min=0.0)
+    if d > n:
+        # d >> n (activations of a wide layer, few samples): the centred rows span at most
+        # n - 1 directions, and the optimum's w lies in their span (the penalty keeps every
+        # orthogonal coordinate at 0, where the fit starts). So the thin basis of the row
+        # space is exact, and every fit costs O(n^2) per column instead of O(n d).
+        gram_rows = Xc @ Xc.transpose(1, 2)  # (G, n, n)
+        lam, Urows = torch.linalg.eigh(gram_rows)
+        lam = lam.clamp(min=0.0)
+        # Centring costs one dimension; rounding can leave more eigenvalues at ~0.
+        live = lam > lam[:, -1:] * (n * torch.finfo(torch.float64).eps * 16)
+        r = max(int(live.sum(1).max()), 1)
+        lam, Urows, live = lam[:, -r:], Urows[:, :, -r:], live[:, -r:]
+        lam = torch.where(live, lam, torch.zeros_like(lam))
+        V = (Xc.transpose(1, 2) @ Urows) / lam.clamp(min=torch.finfo(torch.float64).tiny).sqrt()[:, None, :]
+        V = _reorthonormalise(torch.where(live[:, None, :], V, torch.zeros_like(V)))
+    else:
+        gram = Xc.transpose(1, 2) @ Xc
+        lam, V = torch.linalg.eigh(gram)
+        lam = lam.clamp(min=0.0)
     F = torch.cat([Xc @ V, torch.ones(G, n, 1, dtype=torch.float64)], dim=2)
     rows = float(curvature_rows) if curvature_rows else float(n)
     scale = torch.cat([lam * (rows / n), torch.full((G, 1), rows, dtype=torch.float64)], dim=1)
     return LogisticDesign(F64=F.contiguous(), scale=scale, V=V, mu=mu, C=float(C))
+
+
+def _reorthonormalise(V: torch.Tensor) -> torch.Tensor:
+    """One QR pass on ``(G, d, r)`` columns built from the rows' Gram matrix (rounding makes
+    them orthonormal only to about ``sqrt(eps) * cond``), keeping the columns' order and signs."""
+    Q, R = torch.linalg.qr(V)
+    sign = torch.sign(torch.diagonal(R, dim1=1, dim2=2))
+    sign[sign == 0] = 1.0
+    return Q * sign[:, None, :]
 
 
 @dataclass(frozen=True, eq=False)

@@ -11,7 +11,9 @@ driver afterwards. :func:`run_store_tests` assembles the ``results.json`` docume
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -22,6 +24,7 @@ from fovea_ray.errors import FoveaRayError, InputError, root_cause
 from fovea_ray.names import HF_ENERGY, STUDY_LAYER, canonical_stats
 from fovea_ray.stats.battery import BatteryConfig, add_full_permutation, run_battery
 from fovea_ray.stats.budget import check_permutation_memory
+from fovea_ray.stats.decision import DecisionPlan
 from fovea_ray.stats.results import build_results
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "STUDY_LAYER",
     "check_stats",
     "choose_main_layer",
+    "decision_plan",
     "layer_values",
     "layers_to_test",
     "run_store_tests",
@@ -122,8 +126,11 @@ def _layer_task(
 
     store = open_store(store_path, storage_options=storage_options)
     vals, y, names, kind = layer_values(store, layer, stats, samples)
+    # The full permutation test runs here on every layer with full_layers = "all" (its groups
+    # in this task); with "main", the driver fans the main layer's groups out afterwards.
+    full = int(cfg.full_permutations) if cfg.full_layers == "all" and kind == "layer" else 0
     rec = run_battery(
-        vals, y, names, cfg, name=layer, kind=kind, full_permutations=0, figure_data=layer == main, device=device
+        vals, y, names, cfg, name=layer, kind=kind, full_permutations=full, figure_data=layer == main, device=device
     )
     return layer, rec
 
@@ -202,6 +209,7 @@ def run_store_tests(
     execution: Execution | None = None,
     include_controls: bool = True,
     samples: Sequence[int] | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run the battery on a store's layers and return the ``results.json`` document.
 
@@ -228,6 +236,8 @@ def run_store_tests(
         Use only these manifest sample ids (each must be done without error): the samples
         several networks' stores share, so that every network is fitted and tested on
         the same split (:mod:`fovea_ray.stats.networks`). Default: every good sample.
+    say : callable, optional
+        Called with each line of the decision plan and its cost (the terminal).
 
     Returns
     -------
@@ -246,23 +256,35 @@ def run_store_tests(
     summary = sample_summary(store, samples)
     if summary["n_used"] == 0:
         raise InputError(f"{store.path}: no sample is done without error; run or resume the extraction first")
+    plan = decision_plan(cfg, summary, n_layers=sum(name != CONTROLS for name in todo))
+    cfg = replace(cfg, permutations=plan.permutations, full_permutations=plan.full_permutations)
     check_permutation_memory(summary["n_used"], cfg)
+    for line in plan.lines():
+        (say or _quiet)(line)
     sample_list = None if samples is None else sorted(int(s) for s in samples)
 
     executor = run.executor()
     task = partial(
         _layer_task, str(store.path), stats, cfg, main, run.device, sample_list, storage_options=store.storage_options
     )
+    t0 = time.perf_counter()
     try:
         records = dict(executor(task, todo))
     except FoveaRayError as exc:  # raised in a Ray task (a damaged chunk): its one line, not Ray's
         cause = root_cause(exc)
         raise type(cause)(str(cause)) from None
-    if cfg.full_permutations > 0:
+    (say or _quiet)(f"layers: {len(todo)} batteries in {time.perf_counter() - t0:.1f} s")
+    if cfg.full_permutations > 0 and cfg.full_layers == "main":
         vals, y, names, _ = layer_values(store, main, stats, sample_list)
+        t0 = time.perf_counter()
         add_full_permutation(
             records[main], vals, y, names, cfg, cfg.full_permutations, device=run.device, executor=executor
         )
+        full = (records[main].get("c2st") or {}).get("full_permutation") or {}
+        if full:
+            (say or _quiet)(
+                f"full permutation on {main}: {full['n_permutations']} refits in {time.perf_counter() - t0:.1f} s"
+            )
     attrs = store.attrs
     store_info = {k: attrs.get(k) for k in ("status", "weights_checksum", "config")}
     store_info["verified"] = store.checksummed
@@ -276,9 +298,28 @@ def run_store_tests(
         samples=summary,
         store={"path": str(store.path), **store_info},
         warnings=notes,
+        decision_plan=plan.to_record(),
     )
     doc["split"] = held_out_split(doc["layers"], used["sample"].to_numpy(), used["label"].to_numpy(), cfg)
     return doc
+
+
+def _quiet(line: str) -> None:
+    """The default ``say``: nothing (library calls stay silent)."""
+
+
+def decision_plan(cfg: BatteryConfig, summary: dict[str, Any], *, n_layers: int) -> DecisionPlan:
+    """The decisions of a sweep over ``n_layers`` layers of the samples in ``summary``
+    (:class:`fovea_ray.stats.decision.DecisionPlan`), before any test runs."""
+    per = summary.get("per_type") or {}
+    te = min(round(cfg.test_size * int(per.get("0", 0))), round(cfg.test_size * int(per.get("1", 0))))
+    return DecisionPlan.make(
+        alpha=cfg.alpha,
+        n_layers=n_layers,
+        test_per_class=te,
+        permutations=cfg.permutations,
+        full_permutations=cfg.full_permutations,
+    )
 
 
 def held_out_split(records: dict[str, dict], sample_ids: np.ndarray, labels: np.ndarray, cfg: BatteryConfig) -> dict:

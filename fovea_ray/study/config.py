@@ -53,8 +53,10 @@ TOML layout (every key optional)::
     layer = "backbone.body.layer3.22.bn3"
     all_layers = true
     stats = ["mean", "max"]
-    permutations = 100
-    full_permutations = 0
+    permutations = "auto"        # or a number; auto: the smallest P every decision can reject with
+    full_permutations = "auto"   # full permutation test (0: skip)
+    full_layers = "main"         # "main" or "all"
+    classifier = "standardized"  # or "unscaled", or "study" (the paper's, unscaled, lbfgs 500)
     alpha = 0.01
 """
 
@@ -113,8 +115,12 @@ class TestConfig:
     layer: str = STUDY_LAYER
     all_layers: bool = True
     stats: list[str] = field(default_factory=lambda: ["mean", "max"])
-    permutations: int = 100
-    full_permutations: int = 0
+    # "auto" or a number (fovea_ray.stats.decision): auto is the smallest P with which every
+    # decision can reject; a smaller P leaves the decisions it cannot make undecided.
+    permutations: int | str = "auto"
+    full_permutations: int | str = "auto"
+    full_layers: str = "main"
+    classifier: str = "standardized"
     alpha: float = 0.01
 
 
@@ -143,8 +149,9 @@ class RunConfig:
         cfg.extract.batch_size = 4
         cfg.extract.chunk_size = 8
         cfg.extract.backbone_only = True
-        cfg.test.full_permutations = 40
-        cfg.test.permutations = 100
+        # The decision rule chooses P (3399 for the half permutation, BH across 34 layers at
+        # 0.01; 99 for the full test). At this n the full test is cheap enough for every layer.
+        cfg.test.full_layers = "all"
         # Two random initialisations of one architecture: the comparison's null case.
         cfg.networks = [{"name": "random-a", "weights": "none"}, {"name": "random-b", "weights": "none"}]
         return cfg
@@ -178,6 +185,12 @@ _RANGES: dict[tuple[str, str], tuple[float | None, float | None, bool, bool]] = 
     ("test", "full_permutations"): (0, None, False, False),
     ("test", "alpha"): (0, 1, True, True),
 }
+
+
+#: Keys that take a whole number or "auto" (permutation counts chosen by the decision rule).
+_COUNT_OR_AUTO = {("test", "permutations"), ("test", "full_permutations")}
+#: Keys with a fixed vocabulary.
+_CHOICES = {("test", "classifier"): ("standardized", "unscaled", "study"), ("test", "full_layers"): ("main", "all")}
 
 
 def _check_range(table: str, key: str, value: Any, where: str) -> None:
@@ -219,6 +232,18 @@ def _merge(obj: Any, values: dict[str, Any], where: str, table: str = "", flags:
             _merge(current, value, where, key, flags.get(key) if isinstance(flags.get(key), dict) else {})
             continue
         where_key = "command line" if key in flags else where
+        if (table, key) in _COUNT_OR_AUTO:
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or value == "auto"
+            if not ok:
+                raise InputError(f'{where_key}: [{table}] {key} must be a whole number >= 0 or "auto", got {value!r}')
+            if value != "auto":
+                _check_range(table, key, value, where_key)
+            setattr(obj, key, value)
+            continue
+        if (table, key) in _CHOICES and value not in _CHOICES[(table, key)]:
+            raise InputError(
+                f"{where_key}: [{table}] {key} must be one of {', '.join(_CHOICES[(table, key)])}, got {value!r}"
+            )
         if isinstance(current, bool):
             ok = isinstance(value, bool)
         elif isinstance(current, int):

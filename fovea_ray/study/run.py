@@ -184,7 +184,12 @@ def run_tests(cfg: RunConfig, nets: list[StudyNetwork], out: Path) -> Path:
 
     t = cfg.test
     battery = BatteryConfig(
-        alpha=t.alpha, permutations=t.permutations, full_permutations=t.full_permutations, seed=cfg.seed
+        alpha=t.alpha,
+        permutations=t.permutations,
+        full_permutations=t.full_permutations,
+        full_layers=t.full_layers,
+        classifier=t.classifier,
+        seed=cfg.seed,
     )
     # A network other than the detector has no layer3.22.bn3: its store's default layer leads.
     detectors = any(net.model.arch for net in nets)
@@ -194,10 +199,15 @@ def run_tests(cfg: RunConfig, nets: list[StudyNetwork], out: Path) -> Path:
         all_layers=t.all_layers, main_layer=main_layer, stats=t.stats or None, config=battery, execution=execution
     )
     if len(nets) == 1:
-        doc = run_store_tests(nets[0].store(out), **common)
+        doc = run_store_tests(nets[0].store(out), **common, say=lambda line: _say(f"test: {line}"))
     else:
         entries = [NetworkEntry(net.name, str(net.store(out)), net.control) for net in nets]
-        doc = run_network_tests(entries, **common, on_network=lambda name: _say(f"test: network {name}"))
+        doc = run_network_tests(
+            entries,
+            **common,
+            on_network=lambda name: _say(f"test: network {name}"),
+            say=lambda line: _say(f"test: {line}"),
+        )
     doc["run_config"] = cfg.to_dict()
     path = write_results(doc, out / "results.json")
     row = next((r for r in doc["table"] if r["layer"] == doc["main_layer"]), None)
@@ -212,14 +222,11 @@ def run_tests(cfg: RunConfig, nets: list[StudyNetwork], out: Path) -> Path:
             if row.get(key) is not None
         )
         _say(f"main layer {doc['main_layer']}: accuracy {row['accuracy']:.3f}, T = {row['statistic']:.3g}, {ps}")
-    for c in doc.get("comparison_summary", []):
-        _say(
-            f"{c['network_a']} vs {c['network_b']}: different at {len(c['different'])} of {c['n_layers']} layers "
-            f"(McNemar, Holm at {c['alpha']:g}): separates more at {len(c['a_separates_more'])}, "
-            f"less at {len(c['a_separates_less'])}"
-        )
+    from fovea_ray.report.networks import answer_paragraphs
     from fovea_ray.report.render import group_warnings
 
+    for paragraph in answer_paragraphs(doc, t.alpha):
+        _say(f"answer: {paragraph}")
     for w in group_warnings(doc.get("warnings", []))[:6]:
         _say(f"note: {w}")
     return path
