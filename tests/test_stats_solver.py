@@ -128,3 +128,28 @@ def test_bad_input():
         prepare_design(np.full((5, 2), np.nan))
     with pytest.raises(ValueError, match="C must be positive"):
         prepare_design(X, C=0)
+
+
+@pytest.mark.parametrize("basis", ["all rows", "training rows"])
+def test_wide_designs_use_a_thin_basis_and_keep_the_optimum(basis):
+    """d >> n (a wide layer, few samples): the fits run in the span of the rows (r < n
+    coordinates), and the optimum, its objective and every row's decision value (held-out
+    rows too) are scikit-learn's. With the training rows as the basis, held-out rows are
+    only projected."""
+    rng = np.random.default_rng(11)
+    n, channels = 60, 400  # d = 800 >> n
+    scales = np.tile(10.0 ** rng.uniform(0, 4, size=channels), 2)  # four decades of channel scale
+    X = activation_like(rng, n, channels) * scales
+    y = np.repeat([0, 1], n // 2)
+    X[y == 1, :5] *= 1.3
+    train = np.sort(rng.choice(n, size=n // 2, replace=False))
+    Xs = (X - X[train].mean(0)) / X[train].std(0)
+    design = prepare_design(Xs, curvature_rows=train.size, basis_rows=train if basis == "training rows" else None)
+    assert design.n_features == 2 * channels and design.rank < (train.size if basis == "training rows" else n)
+    fit = fit_logistic_batched(design, y, train_rows=train, precision="float64")
+    ref = sk_fit(Xs[train], y[train])
+    assert bool(fit.converged.all())
+    assert sk_objective(Xs[train], y[train], fit.coef[0, :, 0], fit.intercept[0, 0]) <= sk_objective(
+        Xs[train], y[train], ref.coef_[0], ref.intercept_[0]
+    ) * (1 + 1e-9)
+    np.testing.assert_allclose(fit.decision[0, :, 0], ref.decision_function(Xs), rtol=1e-5, atol=1e-5)

@@ -288,7 +288,7 @@ def fit_split(
         from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
         Xs = standardize_with(X, train, groups) if spec.standardizes else X
-        design = prepare_design(Xs, C=spec.C, curvature_rows=int(train.size))
+        design = prepare_design(Xs, C=spec.C, curvature_rows=int(train.size), basis_rows=train)
         fit = fit_logistic_batched(design, np.asarray(y).astype(np.int8), train_rows=train, precision="float64")
         coef, intercept = fit.coef[0, :, 0], float(fit.intercept[0, 0])
         opt = relative_gradient(Xs, y, train, coef, intercept, spec.C)

@@ -237,7 +237,9 @@ def _batched_group(X, groups, y, train_index, test_size, seed, m, spec, device, 
     from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
 
     Y, train = group_labels(y, train_index, test_size, seed, group, m)
-    design = prepare_design(_features_for(X, train, spec, groups), C=spec.C, curvature_rows=int(train.size))
+    design = prepare_design(
+        _features_for(X, train, spec, groups), C=spec.C, curvature_rows=int(train.size), basis_rows=train
+    )
     fit = fit_logistic_batched(
         design, Y, train_rows=train, device=device, precision=precision, stable_signs=precision != "float32"
     )
@@ -424,7 +426,7 @@ def full_permutation_many(
         Y = np.stack([lab[0] for lab in labs])
         rows = np.stack([lab[1] for lab in labs])
         feats = np.stack([_features_for(Xs[g], rows[g], spec, groups) for g in range(G)])
-        design = prepare_design(feats, C=spec.C, curvature_rows=int(rows.shape[1]))
+        design = prepare_design(feats, C=spec.C, curvature_rows=int(rows.shape[1]), basis_rows=rows)
         fit = fit_logistic_batched(
             design, Y, train_rows=rows, device=device, precision=precision, stable_signs=precision != "float32"
         )

@@ -139,7 +139,7 @@ class LogisticDesign:
         return self.F64.to(device=device, dtype=dtype)
 
 
-def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> LogisticDesign:
+def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None, basis_rows=None) -> LogisticDesign:
     """Centre ``X`` and rotate it into the eigenbasis of ``Xc^T Xc`` (once per design).
 
     Parameters
@@ -152,6 +152,15 @@ def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> L
         the number of rows a typical fit trains on, when fits use a row
         ``mask`` (the eigenvalues are rescaled by ``curvature_rows / n``); only the
         preconditioner's starting point depends on it.
+    basis_rows : array_like or None, optional
+        ``(n_train,)`` or ``(G, n_train)``: the training rows, when every fit of this
+        design trains on them (one split per group):
+        the centring and the eigenbasis then come from those rows alone. With ``d`` larger
+        than their number, the optimum lies in the span of the centred training rows
+        (the penalty keeps every orthogonal coordinate at 0), so this thin basis is
+        exact and free of directions only the held-out rows span, which the
+        preconditioner would misjudge. Held-out rows are still projected, so decision
+        values are exact for every row.
 
     Returns
     -------
@@ -171,30 +180,41 @@ def prepare_design(X, *, C: float = 1.0, curvature_rows: int | None = None) -> L
         raise ValueError(f"X needs at least 2 rows and 1 column, got shape {tuple(Xt.shape)}")
     if not torch.isfinite(Xt).all():
         raise ValueError("X contains NaN or infinite values")
-    mu = Xt.mean(dim=1)
+    if basis_rows is not None:
+        rows_t = torch.as_tensor(np.sort(np.asarray(basis_rows), axis=-1), dtype=torch.int64)
+        if rows_t.ndim == 1:
+            rows_t = rows_t[None].expand(G, -1)
+        if rows_t.ndim != 2 or rows_t.shape[0] != G or rows_t.shape[1] < 2:
+            raise ValueError(f"basis_rows must be (n_rows,) or (G, n_rows) with n_rows >= 2 and G = {G}")
+        Xb = _gather_rows(Xt, rows_t)
+    else:
+        Xb = Xt
+    nb = Xb.shape[1]
+    mu = Xb.mean(dim=1)
     Xc = Xt - mu[:, None, :]
-    if d > n:
+    Xbc = Xb - mu[:, None, :]
+    if d > nb:
         # d >> n (activations of a wide layer, few samples): the centred rows span at most
         # n - 1 directions, and the optimum's w lies in their span (the penalty keeps every
         # orthogonal coordinate at 0, where the fit starts). So the thin basis of the row
         # space is exact, and every fit costs O(n^2) per column instead of O(n d).
-        gram_rows = Xc @ Xc.transpose(1, 2)  # (G, n, n)
+        gram_rows = Xbc @ Xbc.transpose(1, 2)  # (G, nb, nb)
         lam, Urows = torch.linalg.eigh(gram_rows)
         lam = lam.clamp(min=0.0)
         # Centring costs one dimension; rounding can leave more eigenvalues at ~0.
-        live = lam > lam[:, -1:] * (n * torch.finfo(torch.float64).eps * 16)
+        live = lam > lam[:, -1:] * (nb * torch.finfo(torch.float64).eps * 16)
         r = max(int(live.sum(1).max()), 1)
         lam, Urows, live = lam[:, -r:], Urows[:, :, -r:], live[:, -r:]
         lam = torch.where(live, lam, torch.zeros_like(lam))
-        V = (Xc.transpose(1, 2) @ Urows) / lam.clamp(min=torch.finfo(torch.float64).tiny).sqrt()[:, None, :]
+        V = (Xbc.transpose(1, 2) @ Urows) / lam.clamp(min=torch.finfo(torch.float64).tiny).sqrt()[:, None, :]
         V = _reorthonormalise(torch.where(live[:, None, :], V, torch.zeros_like(V)))
     else:
-        gram = Xc.transpose(1, 2) @ Xc
+        gram = Xbc.transpose(1, 2) @ Xbc
         lam, V = torch.linalg.eigh(gram)
         lam = lam.clamp(min=0.0)
     F = torch.cat([Xc @ V, torch.ones(G, n, 1, dtype=torch.float64)], dim=2)
-    rows = float(curvature_rows) if curvature_rows else float(n)
-    scale = torch.cat([lam * (rows / n), torch.full((G, 1), rows, dtype=torch.float64)], dim=1)
+    rows = float(curvature_rows) if curvature_rows else float(nb)
+    scale = torch.cat([lam * (rows / nb), torch.full((G, 1), rows, dtype=torch.float64)], dim=1)
     return LogisticDesign(F64=F.contiguous(), scale=scale, V=V, mu=mu, C=float(C))
 
 
