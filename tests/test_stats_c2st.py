@@ -131,7 +131,7 @@ def test_study_classifier_is_the_papers_fit(shifted):
     assert (r.statistic, r.p_asymptotic) == kim_asymptotic_test(confusion_matrix(y[r.fit.test_index], pred))
     np.testing.assert_array_equal(r.y_pred, r.fit.estimator.predict(X[r.fit.test_index]))
     assert r.classifier_name == "study" and r.classifier["solver"].startswith("scikit-learn lbfgs")
-    assert r.optimality is not None and r.converged == (r.optimality <= 1e-6)
+    assert r.objective_gap is not None and r.converged == (r.objective_gap <= 1e-6)
 
 
 def test_seeding_reproduces_and_varies(shifted):

@@ -96,11 +96,20 @@ def _comparison_sentence(c: dict[str, Any], nets: dict[str, dict], alpha: float)
     if c["a_separates_more"]:
         parts.append(f"separates the types more than {b} at {_list(c['a_separates_more'])}")
     if c["a_separates_less"]:
-        parts.append(f"separates them less at {_list(c['a_separates_less'])}, where its training built blur invariance")
-    return (
+        less = f"separates them less at {_list(c['a_separates_less'])}"
+        if not (_is_random(nets.get(a, {})) and _is_random(nets.get(b, {}))):
+            less += ", where its training built blur invariance"
+        parts.append(less)
+    text = (
         f"{a} differs from {b} at {len(c['different'])} of {c['n_layers']} layers (McNemar, Holm at α = "
         f"{alpha:g}): it {' and '.join(parts)}."
     )
+    if _is_random(nets.get(a, {})) and _is_random(nets.get(b, {})):
+        text += (
+            " Both have random weights, so this is a difference between two draws of random filters (and of the "
+            "classifiers fitted to them, which McNemar's test holds fixed), not an effect of training."
+        )
+    return text
 
 
 def answer_paragraphs(doc: dict[str, Any], alpha: float) -> list[str]:

@@ -73,12 +73,14 @@ def classifier_sentence(c: dict) -> str:
         "study": "the study's own classifier (unscaled features, C = 1, lbfgs stopped at 500 iterations)",
     }.get(name, f"{name} (a user's classifier)")
     text = f"The classifier that decided is {how}."
-    opt = c.get("optimality")
+    opt, gap = c.get("optimality"), c.get("objective_gap")
     if c.get("converged") is False:
-        text += (
-            f" This fit did not reach its optimum (relative gradient norm {opt:.2g}); its predictions are reported "
-            "as they are."
+        how = (
+            f"its objective is {gap:.2g} above the optimum an independent solver finds"
+            if gap is not None
+            else f"relative gradient norm {opt:.2g}"
         )
+        text += f" This fit did not reach its optimum ({how}); its predictions are reported as they are."
     elif c.get("converged") and opt is not None:
         text += f" It reached its optimum (relative gradient norm {opt:.1g})."
     return text

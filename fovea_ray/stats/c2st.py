@@ -148,6 +148,9 @@ class C2STResult:
         :data:`fovea_ray.stats.classifier.OPTIMALITY_TOL` (None when not measurable).
     optimality : float or None
         That relative gradient norm.
+    objective_gap : float or None
+        For a scikit-learn logistic fit (the study's): its objective's relative excess
+        over an independent solver's optimum; converged means at most 1e-6.
     classifier : dict
         :meth:`fovea_ray.stats.classifier.ClassifierSpec.to_record`.
     warnings : tuple of str
@@ -183,6 +186,7 @@ class C2STResult:
     converged: bool | None
     n_iter: int | None
     optimality: float | None = None
+    objective_gap: float | None = None
     classifier: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     full_permutation_info: dict = field(default_factory=dict, repr=False)
@@ -267,6 +271,7 @@ class C2STResult:
             "classifier_spec": dict(self.classifier),
             "converged": self.converged,
             "optimality": self.optimality,
+            "objective_gap": self.objective_gap,
             "n_iter": self.n_iter,
             "n_train": int(self.fit.train_index.size) if self.fit is not None else None,
             "n_test": self.te0 + self.te1,
@@ -300,10 +305,18 @@ def accuracy_ci(correct: int, n: int, level: float = 0.95) -> tuple[float, float
 def _notes(fit: LinearFit, te0: int, te1: int, alpha: float, permutation: str, P: int) -> list[str]:
     notes = []
     if fit.converged is False:
+        how = (
+            f"objective {fit.objective_gap:.2g} above the optimum an independent solver finds"
+            if fit.objective_gap is not None
+            else f"relative gradient norm {fit.optimality:.2g} > {OPTIMALITY_TOL:g}"
+        )
         notes.append(
-            f"the {fit.spec.name} classifier stopped before its optimum (relative gradient norm "
-            f"{fit.optimality:.2g} > {OPTIMALITY_TOL:g} after {fit.n_iter} iterations"
-            + (", as the study's max_iter=500 allows" if fit.spec.name == "study" else "")
+            f"the {fit.spec.name} classifier stopped before its optimum ({how}, after {fit.n_iter} iterations"
+            + (
+                ", as the study's max_iter=500 allows"
+                if fit.spec.name == "study" and (fit.n_iter or 0) >= 500
+                else "; its solver's own stopping rule ended it"
+            )
             + "); its held-out predictions are those of that fit, not of the optimum"
         )
     n_min = kim_min_test_per_class(alpha)
@@ -482,6 +495,7 @@ def classifier_two_sample_test(
         converged=lin.converged,
         n_iter=lin.n_iter,
         optimality=lin.optimality,
+        objective_gap=lin.objective_gap,
         classifier=spec.to_record(),
         warnings=tuple(notes),
         full_permutation_info=full_info,
