@@ -88,7 +88,9 @@ def test_report_renders_every_figure(results_doc, tmp_path):
     assert "Kim et al. asymptotic Z" in html and "reject H0" in html
     # 30 + 30 held out at alpha = 0.01 (< 45 per class): the permutation test decides, in words.
     assert "Only 30 + 30 samples are held out per class" in html
-    assert "The decision rests on the full permutation test: p = 0.0476, do not reject H0" in html
+    half_p = results_doc["layers"]["backbone.body.layer3.22.bn3"]["c2st"]["half_permutation"]["p"]
+    verdict = "reject H0: P0 = P1" if half_p <= 0.01 else "do not reject H0"
+    assert f"The layer is decided by the half permutation test: p = {half_p:.3g}, {verdict}" in html
     assert "unreliable at this n, not the decision" in html
     # Said once, in the summary, not again as the classifier test's grouped note (which exists).
     assert any(_SMALL_N_NOTE in w for w in results_doc["warnings"])

@@ -96,7 +96,7 @@ def _main_figures(doc: dict, rec: dict, alpha: float) -> list[Figure]:
             Figure(
                 F.coefficients_by_stat(dict(zip(coef["stat_names"], coef["coef"]))),
                 "Logistic-regression coefficients per channel for each statistic's columns "
-                "(the study's fig. 6: mean versus max columns).",
+                f"(the study's fig. 6: mean versus max columns), on the {coef.get('space', 'raw features')}.",
                 "coefficients",
             )
         )
@@ -292,10 +292,10 @@ def _plan_paragraph(doc: dict, alpha: float) -> str:
     test = _layer_test_words(doc)
     text = f"Each layer is decided by {test}"
     if plan.get("layer_test") == "kim_half_permutation":
-        auto = " (chosen by the rule)" if (plan.get("auto") or {}).get("permutations") else ""
+        auto = ", chosen by the rule" if (plan.get("auto") or {}).get("permutations") else ""
         text += f" with P = {plan['permutations']}{auto}"
         if not plan.get("asymptotic_reliable", True):
-            text += " (the held-out split is below the size at which the asymptotic test is trusted that far)"
+            text += " (the held-out split is too small to trust the asymptotic test's tail that far)"
     text += (
         f". Benjamini–Hochberg across the {plan['n_layers']} layers at α = {alpha:g} rejects only p-values "
         f"≤ {layers.get('threshold', alpha):.2g}; the smallest attainable is {layers.get('smallest_p', 0):.2g}, "
@@ -394,12 +394,11 @@ def _small_n_decision(c: dict, alpha: float) -> str:
         f"Only {c['te0']} + {c['te1']} samples are held out per class; at α = {alpha:g} Kim's asymptotic "
         f"test needs ≥ {c.get('min_test_per_class')} per class and rejects too often below that."
     )
-    full, half = c.get("full_permutation") or {}, c.get("half_permutation") or {}
-    perm = ("full permutation", full) if full.get("p") is not None else ("half permutation", half)
-    if perm[1].get("p") is None:
-        return head + " No permutation test ran, so no decision is made."
-    verdict = "reject H0: P0 = P1" if perm[1].get("reject") else "do not reject H0"
-    return f"{head} The decision rests on the {perm[0]} test: p = {perm[1]['p']:.3g}, {verdict}."
+    half = c.get("half_permutation") or {}
+    if half.get("p") is None:
+        return head + " No half permutation test ran, so the layer is not decided."
+    verdict = "reject H0: P0 = P1" if half["p"] <= alpha else "do not reject H0"
+    return f"{head} The layer is decided by the half permutation test: p = {half['p']:.3g}, {verdict}."
 
 
 def group_warnings(warnings: list[str]) -> list[str]:

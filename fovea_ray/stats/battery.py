@@ -344,6 +344,7 @@ def full_permutation_part(
     executor: Executor | None = None,
     *,
     observed: float | None = None,
+    say=None,
 ) -> tuple[TestOutcome, dict | None, list[str]]:
     """Run the full permutation test on a layer's design; its test record and c2st entry.
 
@@ -365,6 +366,7 @@ def full_permutation_part(
             precision=cfg.precision,
             executor=executor,
             observed=observed,
+            say=say,
         )
     except Exception as exc:  # noqa: BLE001 - record, never abort the sweep
         return TestOutcome.skip("full_permutation", f"{type(exc).__name__}: {exc}", cfg.alpha), None, []
@@ -382,6 +384,7 @@ def add_full_permutation(
     *,
     device: str = "cpu",
     executor: Executor | None = None,
+    say=None,
 ) -> dict[str, Any]:
     """Add the full permutation test to a layer record made with ``full_permutations=0``.
 
@@ -395,7 +398,7 @@ def add_full_permutation(
     design = LayerDesign.build(values, y, stat_names)
     train, _ = c2st_split(design.y, cfg.test_size, cfg.seed)
     outcome, part, notes = full_permutation_part(
-        design, train, cfg, n_permutations, device, executor, observed=float(rec["c2st"]["accuracy"])
+        design, train, cfg, n_permutations, device, executor, observed=float(rec["c2st"]["accuracy"]), say=say
     )
     rec["tests"] = [t for t in rec["tests"] if t["name"] != "full_permutation"] + [outcome.to_dict()]
     if part is not None:

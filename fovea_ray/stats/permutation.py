@@ -275,6 +275,7 @@ def full_permutation_null(
     precision: str = "mixed",
     executor: Executor | None = None,
     observed: float | None = None,
+    say=None,
 ) -> FullPermutationNull:
     """Null accuracies of the full permutation test (see the module docstring).
 
@@ -315,6 +316,9 @@ def full_permutation_null(
         serves every test of the layer. The refit of the true labelling (the first
         labelling of group 0, the same procedure) is kept as a check
         (``observed_refit_accuracy``). None: use the refit.
+    say : callable, optional
+        Called with the measured cost of the first group and the estimate for the rest
+        (when there is more than one group).
 
     Returns
     -------
@@ -333,7 +337,18 @@ def full_permutation_null(
         group = partial(_batched_group, X, groups, y, train_index, test_size, seed, m, spec, device, precision)
     else:
         group = partial(_sklearn_group, X, y, train_index, test_size, seed, m, spec)
-    results = list((executor or in_process)(group, range(K)))
+    if say is not None and K > 1:
+        # Measure the first group here, then say what the rest will cost before running them.
+        t1 = time.perf_counter()
+        first = group(0)
+        per_group = time.perf_counter() - t1
+        say(
+            f"full permutation: P = {P_used} in {K} groups of {m}; the first took {per_group:.1f} s, so the "
+            f"other {K - 1} need about {per_group * (K - 1):.0f} s of one worker's time"
+        )
+        results = [first, *(executor or in_process)(group, range(1, K))]
+    else:
+        results = list((executor or in_process)(group, range(K)))
     acc = np.concatenate([r[0] for r in results])
     conv = np.concatenate([r[1] for r in results])
     notes = []

@@ -278,7 +278,7 @@ def run_store_tests(
         vals, y, names, _ = layer_values(store, main, stats, sample_list)
         t0 = time.perf_counter()
         add_full_permutation(
-            records[main], vals, y, names, cfg, cfg.full_permutations, device=run.device, executor=executor
+            records[main], vals, y, names, cfg, cfg.full_permutations, device=run.device, executor=executor, say=say
         )
         full = (records[main].get("c2st") or {}).get("full_permutation") or {}
         if full:
