@@ -34,6 +34,7 @@ backbone_only = true
 layer = "backbone.body.layer3.5.bn3"
 permutations = 20
 full_permutations = 10
+full_layers = "all"
 """
 
 
@@ -86,6 +87,24 @@ def test_results_have_the_documented_keys(tiny_run):
     assert any("low power" in w for w in doc["warnings"])
 
 
+def test_one_fit_per_layer_and_the_plan_says_what_p_cannot_decide(tiny_run):
+    """Every layer's full permutation test compares the layer's own accuracy (one fit), and the
+    P given here (20 half, 10 full permutations) is recorded as too small to decide, not as 'none'."""
+    _, out = tiny_run
+    doc = json.loads((out / "results.json").read_text())
+    fulls = [(rec["c2st"], rec["c2st"]["full_permutation"]) for rec in doc["layers"].values() if rec["kind"] == "layer"]
+    assert len(fulls) == 7
+    for c2st, full in fulls:
+        assert full["observed_accuracy"] == c2st["accuracy"] == full["observed_refit_accuracy"]
+        assert c2st["classifier"] == "standardized" and c2st["converged"]
+    plan = doc["decision_plan"]
+    assert plan["permutations"] == 20 and plan["full_permutations"] == 10 and plan["n_layers"] == 7
+    by_name = {d["name"]: d for d in plan["decisions"]}
+    assert not by_name["layers"]["decidable"] and by_name["layers"]["needs_permutations"] == 699
+    html = (out / "report.html").read_text()
+    assert "cannot be decided with P = 20" in html and "at none of its" not in html
+
+
 def test_config_is_saved_and_reproduces_the_run(tiny_run):
     cfg, out = tiny_run
     saved = load_config(out / "run.toml")
@@ -104,12 +123,21 @@ def test_rerun_resumes_and_gives_the_same_results(tiny_run, capsys):
     assert second["table"] == first["table"]
 
 
-def test_bad_config_is_one_line(tmp_path):
+@pytest.mark.parametrize(
+    ("toml", "words"),
+    [
+        ("[extract]\nbatch_size = 'four'\n", "batch_size"),
+        ("[test]\npermutations = 'many'\n", 'permutations must be a whole number >= 0 or "auto"'),
+        ("[test]\nfull_permutations = -3\n", "full_permutations must be >= 0"),
+        ("[test]\nclassifier = 'ridge'\n", "classifier must be one of standardized, unscaled, study"),
+    ],
+)
+def test_bad_config_is_one_line(tmp_path, toml, words):
     import subprocess
     import sys
 
     bad = tmp_path / "bad.toml"
-    bad.write_text("[extract]\nbatch_size = 'four'\n")
+    bad.write_text(toml)
     out = subprocess.run(
         [sys.executable, "-c", "from fovea_ray.cli import main; main()", "run", "--config", str(bad)],
         capture_output=True,
@@ -117,4 +145,12 @@ def test_bad_config_is_one_line(tmp_path):
         timeout=120,
     )
     assert out.returncode != 0 and "Traceback" not in out.stderr
-    assert "batch_size" in out.stderr and str(bad) in out.stderr
+    assert words in out.stderr and str(bad) in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_permutation_counts_take_auto_in_the_toml_and_on_the_command_line(tmp_path):
+    (tmp_path / "c.toml").write_text('[test]\npermutations = "auto"\nfull_permutations = 250\n')
+    cfg = load_config(tmp_path / "c.toml", {"test": {"classifier": "study"}})
+    assert cfg.test.permutations == "auto" and cfg.test.full_permutations == 250 and cfg.test.classifier == "study"
+    assert load_config(None).test.permutations == "auto"  # the demo lets the rule choose
