@@ -4,8 +4,8 @@ power of the deciding tests on data shaped like real activations.
 The simulated data (:func:`fovea_ray.stats.simulate.activation_like`) have d = 1024 columns
 (512 channels' mean and max), channel scales spread log-uniformly over five decades (10^0
 to 10^5, as in an R101's layer4.2), a shared multiplicative contrast factor and skewed
-gamma values; 40 to 150 samples per class (benchmarks/size_power.py goes to 500). Sizes are checked over 300 null data sets at
-alpha = 0.05 against the 99% binomial band.
+gamma values; 40 to 150 samples per class (benchmarks/size_power.py goes to 500). Sizes
+are checked over 300 null data sets at alpha = 0.05 against the 99% binomial band.
 """
 
 from __future__ import annotations

@@ -17,3 +17,12 @@ def split_list(values: Sequence[str] | None) -> list[str] | None:
         return None
     out = [v.strip() for item in values for v in item.split(",") if v.strip()]
     return out or None
+
+
+def permutation_count(value: str | None) -> int | str | None:
+    """A ``--permutations``-style flag: None (unset), ``"auto"``, or a whole number; anything
+    else is passed on as given for the config to refuse in one line."""
+    if value is None:
+        return None
+    v = str(value).strip().lower()
+    return int(v) if v.isdigit() else v

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from fovea_ray.cli._options import ADDRESS_HELP, split_list
+from fovea_ray.cli._options import ADDRESS_HELP, permutation_count, split_list
 from fovea_ray.names import MAX_CANVAS
 
 
@@ -111,19 +111,11 @@ def run(
         },
         "test": {
             "layer": main_layer,
-            "permutations": _count(permutations),
-            "full_permutations": _count(full_permutations),
+            "permutations": permutation_count(permutations),
+            "full_permutations": permutation_count(full_permutations),
             "classifier": classifier,
             "alpha": alpha,
         },
     }
     cfg = load_config(config, overrides)
     run_study(cfg)
-
-
-def _count(value: str | None) -> int | str | None:
-    """A permutation count flag: None (unset), ``auto`` or a whole number (the config checks it)."""
-    if value is None:
-        return None
-    v = value.strip().lower()
-    return int(v) if v.isdigit() else v

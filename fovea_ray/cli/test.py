@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from fovea_ray.cli._options import ADDRESS_HELP
+from fovea_ray.cli._options import ADDRESS_HELP, permutation_count
 
 
 def test(
@@ -118,8 +118,8 @@ def test(
         cfg = BatteryConfig(
             alpha=alpha,
             test_size=test_size,
-            permutations=_count(permutations),
-            full_permutations=_count(full_permutations),
+            permutations=permutation_count(permutations),
+            full_permutations=permutation_count(full_permutations),
             full_layers=full_layers,
             classifier=classifier,
             seed=seed,
@@ -128,7 +128,12 @@ def test(
             precision=precision,
         )
     except ValueError as exc:
-        raise InputError(str(exc).replace("permutations must", "--permutations must")) from None
+        msg = str(exc)
+        for name in ("full_permutations", "permutations", "classifier", "full_layers"):
+            if msg.startswith(f"{name} must"):
+                msg = f"--{name.replace('_', '-')}{msg[len(name) :]}"
+                break
+        raise InputError(msg) from None
     execution = Execution(use_ray=not local, address=address, device=device, progress=progress)
     try:
         stat_names = canonical_stats(split_names(stats)) if split_names(stats) else None
@@ -144,22 +149,18 @@ def test(
         execution=execution,
         include_controls=controls,
     )
+    # The plan and its costs are printed with the summary: an error exit stays one line.
+    said: list[str] = []
     if entries is None:
-        doc = run_store_tests(store, **common, say=typer.echo)
+        doc = run_store_tests(store, **common, say=said.append)
     else:
         from fovea_ray.stats.networks import run_network_tests
 
         doc = run_network_tests(
-            entries, **common, on_network=lambda name: typer.echo(f"testing network {name} ..."), say=typer.echo
+            entries, **common, on_network=lambda name: said.append(f"network {name}:"), say=said.append
         )
     path = write_results(doc, out)
-    typer.echo(_summary(doc, path))
-
-
-def _count(value: str) -> int | str:
-    """A permutation count from the command line: ``auto`` or a whole number (checked by the config)."""
-    v = str(value).strip().lower()
-    return v if v == "auto" or not v.isdigit() else int(v)
+    typer.echo("\n".join([*said, _summary(doc, path)]))
 
 
 def _network_entries(store: str | None, stores: list[str] | None, control: list[str] | None):

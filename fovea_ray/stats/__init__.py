@@ -6,6 +6,11 @@ Public API:
   half and full permutation tests) and :func:`kim_asymptotic_test`.
 * :func:`kim_min_test_per_class`: below this held-out count per class the asymptotic
   test is unreliable at a given alpha (the permutation test then decides).
+* The classifier (:mod:`fovea_ray.stats.classifier`): ``"standardized"`` (default),
+  ``"unscaled"`` or ``"study"``; one fit per split (:func:`fit_split`), convergence by
+  the optimality condition.
+* The decision rule (:mod:`fovea_ray.stats.decision`): :func:`required_permutations`
+  (``P >= m/alpha - 1``) and :class:`DecisionPlan`, so that every decision can reject.
 * Parallel pieces (permutation groups, layers) go through an :data:`Executor`
   (``executor(fn, items)``, like :func:`map`; default :func:`in_process`);
   :class:`fovea_ray.cluster.RayExecutor` runs them as Ray tasks.
@@ -42,6 +47,12 @@ _EXPORTS = {
     "InProcess": "executor",
     "in_process": "executor",
     "kim_min_test_per_class": "kim",
+    "ClassifierSpec": "classifier",
+    "LinearFit": "classifier",
+    "fit_split": "classifier",
+    "Decision": "decision",
+    "DecisionPlan": "decision",
+    "required_permutations": "decision",
     "classifier_two_sample_test": "c2st",
     "default_classifier": "c2st",
     "kim_asymptotic_test": "kim",

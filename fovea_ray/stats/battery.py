@@ -74,11 +74,11 @@ class BatteryConfig:
 
     def __post_init__(self) -> None:
         if self.classifier not in CLASSIFIERS:
-            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {self.classifier!r}")
+            raise ValueError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got {self.classifier!r}")
         if self.full_layers not in FULL_LAYERS:
-            raise ValueError(f"full_layers must be one of {FULL_LAYERS}, got {self.full_layers!r}")
+            raise ValueError(f"full_layers must be one of {', '.join(FULL_LAYERS)}, got {self.full_layers!r}")
         for name in ("permutations", "full_permutations"):
-            resolve_permutations(getattr(self, name), 0.5)  # raises on a bad value
+            resolve_permutations(getattr(self, name), 0.5, name=name)  # raises on a bad value
 
     def resolved(self, n_layers: int = 1) -> BatteryConfig:
         """This config with ``"auto"`` permutation counts replaced by the rule's ``P``

@@ -83,17 +83,18 @@ def mcnemar_smallest_pvalue(n_discordant: int) -> float:
     return 1.0 if n <= 0 else min(1.0, 2.0 * 0.5**n)
 
 
-def resolve_permutations(value: int | str | None, alpha: float, m: int = 1) -> int:
-    """A ``P`` setting as a number: ``"auto"``/None -> :func:`required_permutations`; an int as given."""
+def resolve_permutations(value: int | str | None, alpha: float, m: int = 1, *, name: str = "permutations") -> int:
+    """A ``P`` setting as a number: ``"auto"``/None -> :func:`required_permutations`; an int as given.
+    ``name`` names the setting in the error."""
     if value is None or (isinstance(value, str) and value.strip().lower() == AUTO):
         return required_permutations(alpha, m)
     if isinstance(value, str):
         try:
             value = int(value)
         except ValueError:
-            raise ValueError(f"permutations must be a whole number >= 0 or 'auto', got {value!r}") from None
+            raise ValueError(f"{name} must be a whole number >= 0 or 'auto', got {value!r}") from None
     if isinstance(value, bool) or int(value) != value or int(value) < 0:
-        raise ValueError(f"permutations must be a whole number >= 0 or 'auto', got {value!r}")
+        raise ValueError(f"{name} must be a whole number >= 0 or 'auto', got {value!r}")
     return int(value)
 
 
@@ -272,8 +273,9 @@ class DecisionPlan:
         how = test.get(self.layer_test, self.layer_test)
         if self.layer_test == "kim_half_permutation":
             how += f" with P = {self.permutations}" + (" (chosen by the rule)" if self.auto.get("permutations") else "")
+        across = f"BH across {self.n_layers} layers" if self.n_layers > 1 else "one layer"
         out.append(
-            f"decisions: each layer by {how}; BH across {self.n_layers} layers at α = {self.alpha:g} needs "
+            f"decisions: each layer by {how}; {across} at α = {self.alpha:g} needs "
             f"p ≤ {layers.threshold:.2g}, smallest attainable {layers.smallest_p:.2g}"
             + ("" if layers.decidable else f" -> {layers.reason()}")
         )
