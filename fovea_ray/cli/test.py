@@ -131,7 +131,7 @@ def test(
         msg = str(exc)
         for name in ("full_permutations", "permutations", "classifier", "full_layers"):
             if msg.startswith(f"{name} must"):
-                msg = f"--{name.replace('_', '-')}{msg[len(name) :]}"
+                msg = f"Invalid value for '--{name.replace('_', '-')}': {msg[len(name) + 1 :]}"
                 break
         raise InputError(msg) from None
     execution = Execution(use_ray=not local, address=address, device=device, progress=progress)

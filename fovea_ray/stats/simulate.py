@@ -62,44 +62,73 @@ def activation_like(
     return scale * np.concatenate([mean, mx], axis=1), y
 
 
-def _one_dataset(n_per_class, channels, seed, shift, shifted_channels, scale_decades, alpha, classifier, P_half, tests):
-    """The deciding p-values of one simulated data set: ``{test: p}``."""
-    from fovea_ray.stats.c2st import c2st_split
-    from fovea_ray.stats.classifier import ClassifierSpec, fit_split
-    from fovea_ray.stats.kim import kim_asymptotic_test, permutation_pvalue
-    from fovea_ray.stats.permutation import full_permutation_null, half_permutation_null
+def _pvalues(
+    n_per_class, channels, seeds, shift, shifted_channels, scale_decades, classifier, P, tests
+) -> dict[str, np.ndarray]:
+    """The deciding p-values of the simulated data sets ``seeds``: ``{test: (len(seeds),)}``.
 
-    X, y = activation_like(
-        2 * n_per_class, channels, seed, shift=shift, shifted_channels=shifted_channels, scale_decades=scale_decades
-    )
-    groups = np.tile(np.arange(channels), 2)
-    train, test = c2st_split(y, 0.5, seed)
+    Each data set is split 50/50 (seeded by its seed) and fitted once; the batched
+    classifiers fit all data sets of a chunk in one call of the solver (one design per
+    data set, standardised with its own training rows), the study's one at a time.
+    """
+    from fovea_ray.stats.c2st import c2st_split
+    from fovea_ray.stats.classifier import ClassifierSpec, fit_split, standardize_with
+    from fovea_ray.stats.kim import kim_asymptotic_test, permutation_pvalue
+    from fovea_ray.stats.permutation import full_permutation_many, half_permutation_null
+    from fovea_ray.stats.solver import fit_logistic_batched, prepare_design
+
     spec = ClassifierSpec.resolve(classifier)
-    fit = fit_split(X, y, train, spec, groups)
-    pred = fit.predictions(test)
-    cm = np.zeros((2, 2), dtype=np.int64)
-    np.add.at(cm, (y[test], pred), 1)
-    out = {}
-    if "asymptotic" in tests:
-        out["asymptotic"] = kim_asymptotic_test(cm)[1]
-    if "half" in tests:
-        acc = float(np.mean(pred == y[test]))
-        out["half"] = permutation_pvalue(acc, half_permutation_null(y[test], pred, P_half, seed))
-    if "full" in tests:
-        acc = float(np.mean(pred == y[test]))
-        full = full_permutation_null(
-            X,
-            y,
-            train,
-            n_permutations=P_half,
-            seed=seed,
-            test_size=0.5,
-            classifier=spec,
-            groups=groups,
-            observed=acc,
+    groups = np.tile(np.arange(channels), 2)
+    data = [
+        activation_like(
+            2 * n_per_class,
+            channels,
+            int(sd),
+            shift=shift,
+            shifted_channels=shifted_channels,
+            scale_decades=scale_decades,
         )
-        out["full"] = full.pvalue
-    return out
+        for sd in seeds
+    ]
+    splits = [c2st_split(y, 0.5, int(sd)) for (_, y), sd in zip(data, seeds)]
+    if spec.batched:
+        trains = np.stack([np.sort(tr) for tr, _ in splits])
+        feats = np.stack(
+            [standardize_with(X, tr, groups) if spec.standardizes else X for (X, _), tr in zip(data, trains)]
+        )
+        Y = np.stack([y for _, y in data])[:, :, None]
+        design = prepare_design(feats, C=spec.C, curvature_rows=int(trains.shape[1]), basis_rows=trains)
+        fit = fit_logistic_batched(design, Y, train_rows=trains, precision="float64")
+        decisions = [fit.decision[g, :, 0] for g in range(len(seeds))]
+    else:
+        decisions = [fit_split(X, y, tr, spec, groups).decision for (X, y), (tr, _) in zip(data, splits)]
+    out: dict[str, list[float]] = {t: [] for t in tests}
+    for (_, y), (_, test), decision, sd in zip(data, splits, decisions, seeds):
+        pred = (decision[test] > 0).astype(np.int8)
+        if "asymptotic" in tests:
+            cm = np.zeros((2, 2), dtype=np.int64)
+            np.add.at(cm, (y[test], pred), 1)
+            out["asymptotic"].append(kim_asymptotic_test(cm)[1])
+        if "half" in tests:
+            acc = float(np.mean(pred == y[test]))
+            out["half"].append(permutation_pvalue(acc, half_permutation_null(y[test], pred, P, int(sd))))
+    if "full" in tests:
+        masks = np.zeros((len(seeds), 2 * n_per_class), dtype=bool)
+        for g, (tr, _) in enumerate(splits):
+            masks[g, tr] = True
+        obs, null = full_permutation_many(
+            np.stack([X for X, _ in data]),
+            np.stack([y for _, y in data]),
+            masks,
+            n_permutations=P,
+            seeds=[int(sd) for sd in seeds],
+            test_size=0.5,
+            classifier=spec.name,
+            groups=groups,
+            precision="float64",
+        )
+        out["full"] = [permutation_pvalue(o, nl) for o, nl in zip(obs, null)]
+    return {t: np.asarray(v) for t, v in out.items()}
 
 
 def decision_rates(
@@ -115,6 +144,7 @@ def decision_rates(
     tests: tuple[str, ...] = ("asymptotic", "half"),
     n_layers: int = 1,
     seed: int = 0,
+    chunk_size: int = 100,
 ) -> dict[str, float]:
     """Rejection rates of the deciding tests over simulated data sets (size under
     ``shift = 0``, power otherwise), for the checks of :mod:`fovea_ray.stats.decision`.
@@ -125,7 +155,8 @@ def decision_rates(
     decided by the tests at ``P = m/alpha - 1`` half (or full) permutations, and the
     rates are those of the across-layer calls: BH rejects any layer (``"bh_<test>"``), and
     the merge layer is not the first layer (``"merge_<test>"``; under the global null both
-    are false calls). Returns ``{name: rate}``.
+    are false calls). ``chunk_size`` data sets are fitted in one batched call (memory:
+    about ``chunk_size * 2 * n_per_class * 2 * channels * 16`` bytes). Returns ``{name: rate}``.
     """
     from scipy import stats as sps
 
@@ -133,30 +164,20 @@ def decision_rates(
     from fovea_ray.stats.decision import required_permutations
 
     P = required_permutations(alpha, n_layers)
-    hits: dict[str, int] = {}
-    for i in range(n_datasets):
-        per_layer = [
-            _one_dataset(
-                n_per_class,
-                channels,
-                seed + 1000 * i + k,
-                shift,
-                shifted_channels,
-                scale_decades,
-                alpha,
-                classifier,
-                P,
-                tests,
-            )
-            for k in range(n_layers)
-        ]
+    seeds = np.array([seed + 1000 * i + k for i in range(n_datasets) for k in range(n_layers)])
+    per_test: dict[str, list[np.ndarray]] = {t: [] for t in tests}
+    for chunk in np.array_split(seeds, max(1, len(seeds) // chunk_size)):
+        got = _pvalues(n_per_class, channels, chunk, shift, shifted_channels, scale_decades, classifier, P, tests)
         for t in tests:
-            p = np.array([layer[t] for layer in per_layer])
-            if n_layers == 1:
-                hits[t] = hits.get(t, 0) + int(p[0] <= alpha)
-                continue
-            q = sps.false_discovery_control(p, method="bh")
-            names = [f"L{k}" for k in range(n_layers)]
-            hits[f"bh_{t}"] = hits.get(f"bh_{t}", 0) + int((q <= alpha).any())
-            hits[f"merge_{t}"] = hits.get(f"merge_{t}", 0) + int(merge_layer(names, p, alpha=alpha) != names[0])
+            per_test[t].append(got[t])
+    hits: dict[str, int] = {}
+    names = [f"L{k}" for k in range(n_layers)]
+    for t in tests:
+        p_all = np.concatenate(per_test[t]).reshape(n_datasets, n_layers)
+        if n_layers == 1:
+            hits[t] = int((p_all[:, 0] <= alpha).sum())
+            continue
+        q = np.stack([sps.false_discovery_control(p, method="bh") for p in p_all])
+        hits[f"bh_{t}"] = int((q <= alpha).any(axis=1).sum())
+        hits[f"merge_{t}"] = sum(int(merge_layer(names, p, alpha=alpha) != names[0]) for p in p_all)
     return {k: v / n_datasets for k, v in hits.items()}
