@@ -95,11 +95,3 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     return precision
-
-
-def standardize_columns(X: np.ndarray) -> np.ndarray:
-    """Z-score each column with the whole sample's mean and std (no labels involved)."""
-    mu = X.mean(axis=0)
-    sd = X.std(axis=0)
-    sd[sd == 0] = 1.0
-    return (X - mu) / sd

@@ -45,6 +45,7 @@ __all__ = [
     "AUTO",
     "Decision",
     "DecisionPlan",
+    "layer_pvalue",
     "mcnemar_smallest_pvalue",
     "required_permutations",
     "resolve_permutations",
@@ -315,3 +316,25 @@ class DecisionPlan:
             asymptotic_reliable=bool(rec.get("asymptotic_reliable", True)),
             decisions=tuple(Decision.from_record(d, alpha) for d in rec.get("decisions", [])),
         )
+
+
+def layer_pvalue(record: dict[str, Any], layer_test: str | None = None) -> float | None:
+    """A layer's p-value for H0: P0 = P1 from the test that decides every layer.
+
+    ``layer_test`` is the decision plan's (:class:`fovea_ray.stats.decision.DecisionPlan`):
+    ``"kim_asymptotic"`` or ``"kim_half_permutation"``; the same test at every layer, so
+    that BH compares like with like. The full permutation test decides its own layer
+    only. Without a plan (an older document): the half permutation when it ran and the
+    held-out split is below Kim's reliable size, else the asymptotic p-value. None when
+    the classifier was skipped.
+    """
+    c = record.get("c2st") or {}
+    if not c:
+        return None
+    half = (c.get("half_permutation") or {}).get("p")
+    if layer_test is None:
+        layer_test = "kim_asymptotic" if c.get("asymptotic_reliable", True) or half is None else "kim_half_permutation"
+    if layer_test == "kim_half_permutation":
+        return None if half is None else float(half)
+    p = c.get("p_asymptotic")
+    return None if p is None else float(p)

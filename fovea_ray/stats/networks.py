@@ -31,6 +31,7 @@ from fovea_ray.cluster import Execution
 from fovea_ray.errors import InputError
 from fovea_ray.stats.battery import BatteryConfig
 from fovea_ray.stats.compare import LayerComparison, compare_layers, holm, merge_layer
+from fovea_ray.stats.decision import layer_pvalue
 
 __all__ = [
     "NetworkEntry",
@@ -124,28 +125,6 @@ def comparison_pairs(entries: Sequence[NetworkEntry], models: Mapping[str, str])
     if not controls:
         return [(a.name, b.name) for i, a in enumerate(entries) for b in entries[i + 1 :]]
     return [(a.name, b.name) for a in entries if not a.control for b in controls if models[a.name] == models[b.name]]
-
-
-def layer_pvalue(record: Mapping[str, Any], layer_test: str | None = None) -> float | None:
-    """A layer's p-value for H0: P0 = P1 from the test that decides every layer.
-
-    ``layer_test`` is the decision plan's (:class:`fovea_ray.stats.decision.DecisionPlan`):
-    ``"kim_asymptotic"`` or ``"kim_half_permutation"``; the same test at every layer, so
-    that BH compares like with like. The full permutation test decides its own layer
-    only. Without a plan (an older document): the half permutation when it ran and the
-    held-out split is below Kim's reliable size, else the asymptotic p-value. None when
-    the classifier was skipped.
-    """
-    c = record.get("c2st") or {}
-    if not c:
-        return None
-    half = (c.get("half_permutation") or {}).get("p")
-    if layer_test is None:
-        layer_test = "kim_asymptotic" if c.get("asymptotic_reliable", True) or half is None else "kim_half_permutation"
-    if layer_test == "kim_half_permutation":
-        return None if half is None else float(half)
-    p = c.get("p_asymptotic")
-    return None if p is None else float(p)
 
 
 def plan_of(doc: Mapping[str, Any]):

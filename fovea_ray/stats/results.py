@@ -118,6 +118,7 @@ from typing import Any
 import numpy as np
 
 from fovea_ray.errors import InputError
+from fovea_ray.stats.decision import layer_pvalue
 
 __all__ = [
     "SCHEMA",
@@ -210,8 +211,6 @@ def versions() -> dict[str, str]:
 def table_row(rec: dict[str, Any], layer_test: str | None = None) -> dict[str, Any]:
     """The layer table's row for one layer record; ``p_layer`` is the p-value of the test
     that decides every layer (the decision plan's ``layer_test``)."""
-    from fovea_ray.stats.networks import layer_pvalue
-
     c = rec.get("c2st") or {}
     half = c.get("half_permutation") or {}
     full = c.get("full_permutation") or {}
