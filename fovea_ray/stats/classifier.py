@@ -159,32 +159,29 @@ class ClassifierSpec:
 
     def to_record(self) -> dict[str, Any]:
         """What ``results.json`` says about the classifier that decided."""
-        if self.name == "standardized":
-            return {
-                "name": "standardized",
-                "model": "L2 logistic regression",
-                "C": self.C,
-                "preprocessing": "centre on the training split's column means, divide by the training split's "
-                "SD per channel (RMS over the channel's statistics); in every permutation refit too",
-                "solver": "batched L-BFGS, float64, to a relative gradient norm of 1e-9",
-            }
-        if self.name == "unscaled":
-            return {
-                "name": "unscaled",
-                "model": "L2 logistic regression",
-                "C": self.C,
-                "preprocessing": "none (the study's objective, fitted to its optimum)",
-                "solver": "batched L-BFGS, float64, to a relative gradient norm of 1e-9",
-            }
-        if self.name == "study":
-            return {
-                "name": "study",
-                "model": "L2 logistic regression",
-                "C": self.C,
-                "preprocessing": "none (the study's)",
-                "solver": f"scikit-learn lbfgs, max_iter={STUDY_MAX_ITER}",
-            }
-        return {"name": "custom", "model": type(self.estimator).__name__, "preprocessing": "as the estimator does"}
+        if self.name == "custom":
+            return {"name": "custom", "model": type(self.estimator).__name__, "preprocessing": "as the estimator does"}
+        preprocessing, solver = _DESCRIPTIONS[self.name]
+        return {
+            "name": self.name,
+            "model": "L2 logistic regression",
+            "C": self.C,
+            "preprocessing": preprocessing,
+            "solver": solver,
+        }
+
+
+_BATCHED_SOLVER = "batched L-BFGS, float64, to a relative gradient norm of 1e-9"
+#: ``(preprocessing, solver)`` of each named classifier, as results.json states them.
+_DESCRIPTIONS = {
+    "standardized": (
+        "centre on the training split's column means, divide by the training split's SD per channel "
+        "(RMS over the channel's statistics); in every permutation refit too",
+        _BATCHED_SOLVER,
+    ),
+    "unscaled": ("none (the study's objective, fitted to its optimum)", _BATCHED_SOLVER),
+    "study": ("none (the study's)", f"scikit-learn lbfgs, max_iter={STUDY_MAX_ITER}"),
+}
 
 
 def train_scaling(X: np.ndarray, train: np.ndarray, groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

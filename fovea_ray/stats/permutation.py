@@ -373,7 +373,9 @@ def full_permutation_null(
         n_groups=K,
         group_size=m,
         backend=executor_name(executor),
-        solver="batched-lbfgs" if spec.batched else type(spec.estimator_for_refits()).__name__,
+        solver="batched-lbfgs"
+        if spec.batched
+        else ("LogisticRegression" if spec.name == "study" else type(spec.estimator).__name__),
         converged_fraction=float(conv.mean()) if spec.batched else float("nan"),
         wall_s=time.perf_counter() - t0,
         notes=tuple(notes),

@@ -247,6 +247,7 @@ def run_store_tests(
     from fovea_ray.store import open_store
 
     cfg = config or BatteryConfig()
+    say = say or _quiet
     run = execution or Execution(use_ray=False)
     run.check_device()
     store = open_store(store_path)
@@ -260,7 +261,7 @@ def run_store_tests(
     cfg = replace(cfg, permutations=plan.permutations, full_permutations=plan.full_permutations)
     check_permutation_memory(summary["n_used"], cfg)
     for line in plan.lines():
-        (say or _quiet)(line)
+        say(line)
     sample_list = None if samples is None else sorted(int(s) for s in samples)
 
     executor = run.executor()
@@ -273,7 +274,7 @@ def run_store_tests(
     except FoveaRayError as exc:  # raised in a Ray task (a damaged chunk): its one line, not Ray's
         cause = root_cause(exc)
         raise type(cause)(str(cause)) from None
-    (say or _quiet)(f"layers: {len(todo)} batteries in {time.perf_counter() - t0:.1f} s")
+    say(f"layers: {len(todo)} batteries in {time.perf_counter() - t0:.1f} s")
     if cfg.full_permutations > 0 and cfg.full_layers == "main":
         vals, y, names, _ = layer_values(store, main, stats, sample_list)
         t0 = time.perf_counter()
@@ -282,9 +283,7 @@ def run_store_tests(
         )
         full = (records[main].get("c2st") or {}).get("full_permutation") or {}
         if full:
-            (say or _quiet)(
-                f"full permutation on {main}: {full['n_permutations']} refits in {time.perf_counter() - t0:.1f} s"
-            )
+            say(f"full permutation on {main}: {full['n_permutations']} refits in {time.perf_counter() - t0:.1f} s")
     attrs = store.attrs
     store_info = {k: attrs.get(k) for k in ("status", "weights_checksum", "config")}
     store_info["verified"] = store.checksummed
